@@ -1,0 +1,27 @@
+"""Exceptions: one root, one class per boundary of the poll cycle."""
+
+from __future__ import annotations
+
+
+class WatchdogError(Exception):
+    """Root of every error the watchdog raises on purpose."""
+
+
+class ConfigError(WatchdogError):
+    """Invalid settings or rules file; each problem is a line a user can act on."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class SourceError(WatchdogError):
+    """The watched database could not be read; the message has the DSN masked."""
+
+
+class VisibilityError(SourceError):
+    """The connected role sees no pg_cron jobs, usually because of row-level security."""
+
+
+class NotifyError(WatchdogError):
+    """A notification could not be delivered to a channel URL."""

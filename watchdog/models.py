@@ -1,0 +1,167 @@
+"""Plain data read from pg_cron and produced by evaluation.
+
+All datetimes are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+
+# pg_cron's run statuses (job_metadata.h). A run is inserted as `starting` and
+# moves through `connecting`, `sending` and `running` (libpq mode) to a
+# terminal status.
+TERMINAL_STATUSES = frozenset({"succeeded", "failed"})
+IN_FLIGHT_STATUSES = frozenset({"starting", "connecting", "sending", "running"})
+
+# Messages that pg_cron's scheduler writes itself, not the job's SQL.
+INFRASTRUCTURE_MESSAGES = (
+    "job startup timeout",
+    "connection failed",
+    "server restarted",
+    "job canceled",
+    "connection lost",
+)
+
+
+class Severity(str, Enum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return ("info", "warning", "critical").index(self.value)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A `cron.job` row."""
+
+    jobid: int
+    jobname: str | None
+    schedule: str
+    command: str
+    database: str
+    username: str
+    active: bool
+
+    @property
+    def label(self) -> str:
+        """Return the name shown in messages: the jobname, or `job <id>` when unnamed."""
+        return self.jobname if self.jobname else f"job {self.jobid}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A `cron.job_run_details` row, plus when the watchdog first saw it.
+
+    `start_time` may be NULL: pg_cron before 1.6.3 leaves it unset on runs that
+    never started, so such runs are placed in windows by `seen_at` instead.
+    """
+
+    runid: int
+    jobid: int
+    status: str
+    return_message: str | None
+    start_time: datetime | None
+    end_time: datetime | None
+    seen_at: datetime
+
+    @property
+    def started(self) -> datetime:
+        """Return the time used to place the run in a window."""
+        return self.start_time if self.start_time is not None else self.seen_at
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    @property
+    def in_flight(self) -> bool:
+        return self.status in IN_FLIGHT_STATUSES
+
+    @property
+    def duration(self) -> timedelta | None:
+        """Return end minus start, or None when either is NULL."""
+        if self.start_time is None or self.end_time is None:
+            return None
+        return self.end_time - self.start_time
+
+    @property
+    def infrastructure_failure(self) -> bool:
+        """Tell whether pg_cron itself, not the job's SQL, wrote the failure."""
+        if not self.failed or not self.return_message:
+            return False
+        return self.return_message.strip().lower() in INFRASTRUCTURE_MESSAGES
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one poll cycle read: jobs, the runs in the longest window, and context.
+
+    `runs` holds every known run that started at or after `horizon`, ordered
+    by runid. `last_start` has each job's newest known start time, which may be
+    older than the horizon. `first_seen` has when the watchdog first saw each
+    job.
+    """
+
+    taken_at: datetime
+    jobs: dict[int, Job]
+    runs: list[Run]
+    horizon: datetime
+    last_start: dict[int, datetime] = field(default_factory=dict)
+    first_seen: dict[int, datetime] = field(default_factory=dict)
+    cron_timezone: str = "GMT"
+    postmaster_start: datetime | None = None
+    role: str = ""
+
+    def runs_of(self, jobid: int) -> list[Run]:
+        return [run for run in self.runs if run.jobid == jobid]
+
+
+Fact = int | float | str | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one rule on one job at one time.
+
+    `facts` holds the numbers behind the verdict, keyed by name, for the
+    message templates of the rule kind (for example `failed`, `finished`,
+    `ratio`, `threshold`, `window_seconds` for failure_ratio). Durations are
+    seconds and times are ISO 8601 strings, so facts can be stored as JSON.
+    `value` is the main observed number, stored with each alert transition.
+    """
+
+    rule: str
+    kind: str
+    jobid: int
+    job_label: str
+    firing: bool
+    value: float | None
+    facts: dict[str, Fact] = field(default_factory=dict)
+    last_error: str | None = None
+    evidence: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """A notification-worthy change of one alert: it started firing or resolved."""
+
+    target: str
+    rule: str
+    kind: str
+    severity: Severity
+    jobid: int
+    job_label: str
+    database: str | None
+    state: str  # "firing" or "resolved"
+    at: datetime
+    since: datetime
+    verdict: Verdict
