@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 
 # pg_cron's run statuses (job_metadata.h). A run is inserted as `starting` and
 # moves through `connecting`, `sending` and `running` (libpq mode) to a
@@ -25,7 +25,7 @@ INFRASTRUCTURE_MESSAGES = (
 )
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"

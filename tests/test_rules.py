@@ -1,0 +1,193 @@
+"""Validation of the rules file: every problem named with rule, field and allowed values."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from watchdog.errors import ConfigError
+from watchdog.models import Severity
+from watchdog.rules import load_rules, parse_rules
+
+CHANNEL = """
+[channels.oncall]
+urls = ["json://127.0.0.1:9/hook"]
+"""
+
+
+def problems(text: str, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_rules(text, "rules.toml", environ or {})
+    return caught.value.problems
+
+
+def test_valid_file_builds_rules() -> None:
+    text = CHANNEL + """
+[[rules]]
+name = "provisioner failing"
+kind = "failure_ratio"
+jobs = ["openrouter-*"]
+exclude = ["openrouter-test"]
+severity = "critical"
+notify = ["oncall"]
+window = "1h"
+threshold = 0.2
+min_runs = 3
+
+[[rules]]
+name = "sync stopped"
+kind = "missing_run"
+
+[[rules]]
+name = "export slow"
+kind = "slow_average"
+max_duration = "90s"
+"""
+    rules = parse_rules(text, "rules.toml", {})
+    first, second, third = rules.rules
+    assert first.severity is Severity.CRITICAL
+    assert first.window == timedelta(hours=1)
+    assert first.jobs == ("openrouter-*",)
+    assert first.notify == ("oncall",)
+    assert second.grace == timedelta(minutes=2)
+    assert second.severity is Severity.WARNING
+    assert third.max_duration == timedelta(seconds=90)
+    assert third.min_runs == 1
+    assert rules.lookback == timedelta(hours=1)
+
+
+def test_toml_syntax_error_reports_line_and_column() -> None:
+    [problem] = problems('[[rules]]\nname = "x\n')
+    assert "invalid TOML" in problem
+    assert "line 2" in problem
+    assert "column" in problem
+
+
+def test_unknown_key_is_rejected_with_allowed_keys() -> None:
+    [problem] = problems('[[rules]]\nname = "a"\nkind = "missing_run"\ngrce = "5m"\n')
+    assert "rule #1 'a'" in problem
+    assert "'grce'" in problem
+    assert "grace" in problem
+
+
+def test_unknown_top_level_key_is_rejected() -> None:
+    [problem] = problems('[[rule]]\nname = "a"\n')
+    assert "'rule'" in problem
+    assert "rules" in problem
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("threshold", "1.5", "0 < threshold <= 1"),
+        ("threshold", "0", "0 < threshold <= 1"),
+        ("threshold", "true", "0 < threshold <= 1"),
+        ("window", '"1 hour"', '"90s", "5m", "1h" or "1d"'),
+        ("window", "60", "is not a duration"),
+        ("window", '"0s"', "longer than zero"),
+        ("min_runs", "0", "at least 1"),
+        ("min_runs", "2.5", "whole number"),
+        ("severity", '"high"', "info, warning, critical"),
+        ("jobs", "[1]", "jobname globs"),
+        ("notify", '["pager"]', "unknown channel 'pager'"),
+    ],
+)
+def test_bad_field_names_rule_field_and_allowed_form(field: str, value: str, expected: str) -> None:
+    text = CHANNEL + f"""
+[[rules]]
+name = "r"
+kind = "failure_ratio"
+threshold = 0.5
+{field} = {value}
+"""
+    if field == "threshold":
+        text = text.replace("threshold = 0.5\n", "", 1)
+    found = problems(text)
+    assert len(found) == 1, found
+    assert f"rule #1 'r', field '{field}'" in found[0]
+    assert expected in found[0]
+
+
+def test_missing_required_field_is_named() -> None:
+    [problem] = problems('[[rules]]\nname = "r"\nkind = "slow_average"\n')
+    assert "field 'max_duration'" in problem
+    assert "required for kind slow_average" in problem
+
+
+def test_unknown_kind_lists_kinds() -> None:
+    [problem] = problems('[[rules]]\nname = "r"\nkind = "failure_rate"\n')
+    assert "'failure_rate' is not one of failure_ratio, missing_run, slow_average" in problem
+
+
+def test_rule_without_name_is_named_by_position() -> None:
+    found = problems('[[rules]]\nkind = "missing_run"\n[[rules]]\nname = ""\nkind = "x"\n')
+    assert any(p.startswith("rules.toml: rule #1: field 'name' is required") for p in found)
+    assert any("rule #2" in p and "'x' is not one of" in p for p in found)
+
+
+def test_duplicate_rule_names_are_rejected() -> None:
+    text = '[[rules]]\nname = "a"\nkind = "missing_run"\n' * 2
+    [problem] = problems(text)
+    assert "rule #2 'a'" in problem
+    assert "unique" in problem
+
+
+def test_all_problems_are_listed_at_once() -> None:
+    text = '[[rules]]\nname = "a"\nkind = "missing_run"\ngrace = "soon"\nseverity = "x"\n'
+    assert len(problems(text)) == 2
+
+
+def test_env_reference_is_expanded() -> None:
+    text = '[channels.hook]\nurls = ["json://${HOOK_HOST}/alerts"]\n'
+    rules = parse_rules(text, "rules.toml", {"HOOK_HOST": "127.0.0.1:8080"})
+    assert rules.channels["hook"].urls == ("json://127.0.0.1:8080/alerts",)
+
+
+def test_unset_env_variable_is_named() -> None:
+    text = '[channels.oncall]\nurls = ["${SLACK_WEBHOOK_URL}"]\n'
+    [problem] = problems(text)
+    assert "channel 'oncall', url #1" in problem
+    assert "SLACK_WEBHOOK_URL is not set" in problem
+
+
+def test_invalid_apprise_url_is_rejected_without_secret() -> None:
+    text = '[channels.oncall]\nurls = ["nosuchscheme://user:hunter2@example.invalid/x"]\n'
+    [problem] = problems(text)
+    assert "channel 'oncall', url #1" in problem
+    assert "hunter2" not in problem
+
+
+def test_defaults_notify_applies_to_rules_without_notify() -> None:
+    text = CHANNEL + '[defaults]\nnotify = ["oncall"]\nseverity = "info"\n' \
+        '[[rules]]\nname = "a"\nkind = "missing_run"\n' \
+        '[[rules]]\nname = "b"\nkind = "missing_run"\nnotify = []\nseverity = "critical"\n'
+    first, second = parse_rules(text, "rules.toml", {}).rules
+    assert first.notify == ("oncall",)
+    assert first.severity is Severity.INFO
+    assert second.notify == ()
+    assert second.severity is Severity.CRITICAL
+
+
+def test_bad_locale_is_rejected() -> None:
+    [problem] = problems('locale = "de"\n')
+    assert "'de' is not one of en, ru" in problem
+
+
+def test_missing_file_names_path_and_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_rules(tmp_path / "absent.toml")
+    [problem] = caught.value.problems
+    assert "absent.toml" in problem
+    assert "WATCHDOG_RULES_FILE" in problem
+
+
+def test_shipped_example_is_valid() -> None:
+    example = Path(__file__).parent.parent / "rules.toml"
+    environ = {"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/XXXX",
+               "TELEGRAM_BOT_TOKEN": "123456:ABCDEF", "TELEGRAM_CHAT_ID": "-1001",
+               "WEBHOOK_URL": "json://127.0.0.1:8080/alerts",
+               "SMTP_URL": "mailto://127.0.0.1:2525?from=w@example.org&to=o@example.org"}
+    rules = load_rules(example, environ)
+    assert rules.rules

@@ -1,0 +1,90 @@
+"""Settings of the worker, from `WATCHDOG_*` environment variables or CLI options."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from watchdog.durations import parse_duration
+from watchdog.errors import ConfigError
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def default_state_path() -> Path:
+    """Return `$XDG_STATE_HOME/cron-watchdog/state.sqlite3` (`~/.local/state` by default)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "cron-watchdog" / "state.sqlite3"
+
+
+class Settings(BaseSettings):
+    """Process settings. Rules and channels live in the rules file instead."""
+
+    model_config = SettingsConfigDict(env_prefix="WATCHDOG_", extra="forbid")
+
+    database_url: str = ""
+    rules_file: Path = Path("rules.toml")
+    state_path: Path = default_state_path()
+    poll_interval: float = 30.0
+    log_level: str = "INFO"
+    # Used only when the role may not read cron.timezone (pg_cron 1.5+, not a
+    # superuser and not in pg_read_all_settings).
+    cron_timezone: str | None = None
+
+    @field_validator("poll_interval", mode="before")
+    @classmethod
+    def _parse_interval(cls, value: Any) -> float:
+        plain_number = isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value)
+        if isinstance(value, int | float) or plain_number:
+            seconds = float(value)
+        else:
+            seconds = parse_duration(str(value)).total_seconds()
+        if seconds < 1:
+            raise ValueError(f"poll interval {value!r} is below 1 second")
+        return seconds
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _check_level(cls, value: Any) -> str:
+        level = str(value).upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"log level {value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return level
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment with CLI overrides; raise ConfigError on bad values."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"setting WATCHDOG_{field.upper()}: {message}")
+        raise ConfigError(problems) from exc
+
+
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def mask_dsn(dsn: str) -> str:
+    """Return the DSN with its password replaced by `***`, for logs and errors."""
+    if "://" not in dsn:
+        return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
+    parts = urlsplit(dsn)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{hostport}"
+    query = re.sub(r"(password=)[^&]*", r"\1***", parts.query, flags=re.IGNORECASE)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

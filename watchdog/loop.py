@@ -1,0 +1,136 @@
+"""The worker: one poll cycle, and the loop that runs it every poll interval."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from types import FrameType
+
+import schedule
+
+from watchdog.alerts import firing_alerts, update_alerts
+from watchdog.evaluate import evaluate
+from watchdog.models import AlertEvent, Snapshot
+from watchdog.outbox import DeliveryReport, deliver_due, enqueue_events
+from watchdog.rules import RuleSet
+from watchdog.snapshot import take_snapshot
+from watchdog.source import PgSource
+from watchdog.state import AlertRecord, StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    snapshot: Snapshot
+    events: list[AlertEvent]
+    firing: list[AlertRecord]
+    delivery: DeliveryReport
+
+
+class Worker:
+    """Runs poll cycles against one watched database."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        store: StateStore,
+        source: PgSource,
+        fallback_timezone: str | None = None,
+    ) -> None:
+        self.rules = rules
+        self.store = store
+        self.source = source
+        self.fallback_timezone = fallback_timezone
+
+    @property
+    def target(self) -> str:
+        return self.source.target
+
+    def cycle(self) -> CycleResult:
+        """Run one poll cycle.
+
+        1. Read new runs and the jobs, and store them (snapshot).
+        2. Evaluate every rule at the database's own `now()`, so the clock of
+           the watchdog's host cannot skew windows.
+        3. Apply verdicts to alerts and store each message in the outbox, in
+           one transaction with the alert change, so no alert is lost.
+        4. Deliver due messages, including retries of earlier failures.
+        """
+        snapshot = take_snapshot(
+            self.source, self.store, self.rules.lookback, self.fallback_timezone
+        )
+        now = snapshot.taken_at
+        verdicts = evaluate(self.rules, snapshot, now)
+
+        with self.store.transaction():
+            events = update_alerts(self.store, self.target, self.rules, snapshot, verdicts, now)
+            enqueue_events(self.store, self.target, self.rules, events, now)
+
+        delivery = deliver_due(self.store, self.target, self.rules, now)
+        firing = firing_alerts(self.store, self.target)
+        log.info(
+            "cycle on %s: %d jobs, %d runs in window, %d alerts firing, %d changed,"
+            " %d messages sent, %d waiting",
+            self.target, len(snapshot.jobs), len(snapshot.runs), len(firing), len(events),
+            delivery.sent, delivery.waiting,
+        )
+        return CycleResult(snapshot, events, firing, delivery)
+
+
+class StopFlag:
+    """Set by the first SIGTERM or SIGINT; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.event.is_set():
+            log.warning("second %s: stopping now", signal.Signals(signum).name)
+            raise SystemExit(0)
+        log.info("%s received: stopping after the current cycle", signal.Signals(signum).name)
+        self.event.set()
+
+
+def guarded(job: Callable[[], object], name: str) -> Callable[[], None]:
+    """Wrap a scheduled job so an exception is logged and the job stays scheduled.
+
+    `schedule` does not advance a job that raised, so without this wrapper
+    the failing job would run again on every loop pass and starve the others.
+    """
+
+    def run() -> None:
+        try:
+            job()
+        except Exception:
+            log.exception("%s failed; the next run follows on schedule", name)
+
+    return run
+
+
+def run_forever(cycle: Callable[[], object], interval: float, stop: StopFlag) -> None:
+    """Run `cycle` now and then every `interval` seconds until the stop flag is set."""
+    scheduler = schedule.Scheduler()
+    poll = guarded(cycle, "poll cycle")
+    scheduler.every(interval).seconds.do(poll)
+    started = datetime.now().astimezone().isoformat(timespec="seconds")
+    log.info("watchdog started at %s, polling every %gs", started, interval)
+
+    poll()
+    while not stop.event.is_set():
+        try:
+            scheduler.run_pending()
+        except Exception:
+            log.exception("scheduler loop failed; continuing")
+        idle = scheduler.idle_seconds
+        pause = 0.5 if idle is None else max(0.05, min(idle, 0.5))
+        stop.event.wait(pause)
+    log.info("watchdog stopped")

@@ -1,0 +1,603 @@
+# ruff: noqa: RUF001  # the Russian texts are Cyrillic on purpose
+"""Render alert notifications as plain-text titles and bodies in English and Russian.
+
+Rendering is pure: no I/O and no clock reads. The output is plain text, never
+Markdown or HTML, because job names and return_message values come from the
+database and may contain characters that a markup parser would interpret. The
+sender passes it to Apprise as TEXT, so each service plugin escapes it for itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from watchdog.models import AlertEvent, Fact, Severity
+
+LOCALES = ("en", "ru")
+
+LAST_ERROR_MAX_CHARS = 300
+EVIDENCE_MAX_RUNS = 5
+TITLE_MAX_CHARS = 250
+DIGEST_LINE_MAX_CHARS = 300
+# Telegram rejects messages over 4096 characters; the digest body stays below
+# that with room for the title.
+DIGEST_BODY_MAX_CHARS = 3500
+
+NO_VALUE = "—"
+ELLIPSIS = "…"
+
+# Each unit with its length in seconds, largest first.
+_SPAN_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def plural_ru(count: int, one: str, few: str, many: str) -> str:
+    """Pick the Russian word form that agrees with `count`.
+
+    `one` is used for 1, 21, 31 … (but not 11), `few` for 2-4, 22-24 … (but not
+    12-14) and `many` for everything else, e.g. запуск, запуска, запусков.
+    """
+    count = abs(count)
+    if count % 10 == 1 and count % 100 != 11:
+        return one
+    if 2 <= count % 10 <= 4 and not 12 <= count % 100 <= 14:
+        return few
+    return many
+
+
+def format_span(seconds: float, locale: str) -> str:
+    """Format a duration in its two largest units, such as `1m 30s`, `1h` or `2d 3h`.
+
+    Smaller units are dropped, so the result is rounded down: 2d 3h 40m is `2d 3h`.
+    """
+    texts = _texts_for(locale)
+    return texts.span(_span_parts(seconds))
+
+
+def first_error_line(return_message: str | None) -> str:
+    """Return the first non-blank line of a return_message, stripped and shortened.
+
+    NULL or an all-blank message gives `—`. A line over LAST_ERROR_MAX_CHARS is cut
+    to that length, ending in an ellipsis.
+    """
+    if return_message is None:
+        return NO_VALUE
+    for line in return_message.splitlines():
+        stripped = line.strip()
+        if stripped:
+            return _shorten(stripped, LAST_ERROR_MAX_CHARS)
+    return NO_VALUE
+
+
+def render(event: AlertEvent, locale: str) -> tuple[str, str]:
+    """Render one alert event as a (title, body) pair in the given locale.
+
+    Raises ValueError for a locale outside LOCALES or a state other than
+    "firing" or "resolved".
+    """
+    texts = _texts_for(locale)
+    if event.state == "firing":
+        tag = texts.severity_tag(event.severity)
+        lines = _firing_lines(event, texts)
+    elif event.state == "resolved":
+        tag = texts.resolved_tag
+        lines = _resolved_lines(event, texts)
+    else:
+        raise ValueError(
+            f"invalid alert state {event.state!r}: expected 'firing' or 'resolved'"
+        )
+    title = _shorten(f"[{tag}] {event.job_label}: {event.rule}", TITLE_MAX_CHARS)
+    return title, "\n".join(lines)
+
+
+def render_test(locale: str) -> tuple[str, str]:
+    """Render the (title, body) of a test notification that checks a channel."""
+    texts = _texts_for(locale)
+    return texts.test_title, texts.test_body
+
+
+def render_digest(
+    events: Sequence[AlertEvent], locale: str, limit: int = 10
+) -> tuple[str, str]:
+    """Render several alert events as one (title, body) pair, worst first.
+
+    Firing alerts come before resolved ones, and higher severity before lower.
+    The body has one line per event, at most `limit` lines and at most
+    DIGEST_BODY_MAX_CHARS characters; the events left out are counted in a
+    final "and N more" line.
+    """
+    texts = _texts_for(locale)
+    if not events:
+        raise ValueError("render_digest needs at least one event")
+    if limit < 1:
+        raise ValueError(f"invalid digest limit {limit}: expected 1 or more")
+
+    ordered = sorted(events, key=_digest_order)
+    firing = [event for event in ordered if event.state == "firing"]
+    tag = texts.severity_tag(firing[0].severity) if firing else texts.resolved_tag
+    title = f"[{tag}] " + texts.digest_summary(
+        len(events), len(firing), len(events) - len(firing)
+    )
+
+    lines: list[str] = []
+    used = 0
+    for event in ordered[:limit]:
+        event_title, event_body = render(event, locale)
+        summary = event_body.split("\n", 1)[0]
+        line = _shorten(f"{event_title} — {summary}", DIGEST_LINE_MAX_CHARS)
+        if used + len(line) + 1 > DIGEST_BODY_MAX_CHARS:
+            break
+        lines.append(line)
+        used += len(line) + 1
+
+    hidden = len(events) - len(lines)
+    if hidden:
+        lines.append(texts.and_more(hidden))
+    return title, "\n".join(lines)
+
+
+# --- Facts of each rule kind -------------------------------------------------
+
+
+class _MissingFact(Exception):
+    """A fact that a kind's template needs is absent or has the wrong type."""
+
+
+def _number(facts: dict[str, Fact], key: str) -> float:
+    value = facts.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _MissingFact(key)
+    return float(value)
+
+
+def _optional_text(facts: dict[str, Fact], key: str) -> str | None:
+    value = facts.get(key)
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class _FailureRatio:
+    failed: int
+    finished: int
+    ratio: float
+    threshold: float
+    window_seconds: float
+
+    @classmethod
+    def from_facts(cls, facts: dict[str, Fact]) -> _FailureRatio:
+        return cls(
+            failed=int(_number(facts, "failed")),
+            finished=int(_number(facts, "finished")),
+            ratio=_number(facts, "ratio"),
+            threshold=_number(facts, "threshold"),
+            window_seconds=_number(facts, "window_seconds"),
+        )
+
+
+@dataclass(frozen=True)
+class _MissingRun:
+    schedule: str
+    expected_at: str
+    grace_seconds: float
+    last_start: str | None
+    cron_timezone: str
+    missed: int | None
+
+    @classmethod
+    def from_facts(cls, facts: dict[str, Fact]) -> _MissingRun:
+        if facts.get("schedule") is None or facts.get("expected_at") is None:
+            raise _MissingFact("schedule or expected_at")
+        missed = facts.get("missed")
+        last_start = facts.get("last_start")
+        return cls(
+            schedule=str(facts["schedule"]),
+            expected_at=_format_timestamp(str(facts["expected_at"])),
+            grace_seconds=_number(facts, "grace_seconds"),
+            last_start=_format_timestamp(last_start) if isinstance(last_start, str) else None,
+            cron_timezone=_optional_text(facts, "cron_timezone") or "GMT",
+            missed=int(missed) if isinstance(missed, int | float) else None,
+        )
+
+
+@dataclass(frozen=True)
+class _SlowAverage:
+    mean_seconds: float
+    max_seconds: float
+    runs: int
+    window_seconds: float
+
+    @classmethod
+    def from_facts(cls, facts: dict[str, Fact]) -> _SlowAverage:
+        return cls(
+            mean_seconds=_number(facts, "mean_seconds"),
+            max_seconds=_number(facts, "max_seconds"),
+            runs=int(_number(facts, "runs")),
+            window_seconds=_number(facts, "window_seconds"),
+        )
+
+
+# --- Locale texts ------------------------------------------------------------
+
+
+class _Texts:
+    """The sentences of one locale; subclasses fill in the wording."""
+
+    decimal_separator = "."
+    resolved_tag = ""
+    test_title = ""
+    test_body = ""
+    unit_symbols: ClassVar[dict[str, str]] = {}
+    unit_separator = ""
+
+    def severity_tag(self, severity: Severity) -> str:
+        raise NotImplementedError
+
+    def span(self, parts: list[tuple[int, str]]) -> str:
+        return " ".join(
+            f"{count}{self.unit_separator}{self.unit_symbols[unit]}" for count, unit in parts
+        )
+
+    def seconds(self, value: float) -> str:
+        """Format a measured duration: `12.4 s` below a minute, else like format_span."""
+        if value >= 60:
+            return self.span(_span_parts(value))
+        digits = 2 if value < 1 else 1
+        unit = self.unit_symbols["s"]
+        return f"{_decimal(value, digits, self.decimal_separator)} {unit}"
+
+    def percent(self, ratio: float) -> str:
+        value = ratio * 100
+        digits = 0 if value >= 10 else 1
+        return f"{_decimal(value, digits, self.decimal_separator)}%"
+
+    def failure_ratio(self, facts: _FailureRatio) -> str:
+        raise NotImplementedError
+
+    def missing_run(self, facts: _MissingRun) -> list[str]:
+        raise NotImplementedError
+
+    def missing_run_now(self, facts: _MissingRun) -> str:
+        raise NotImplementedError
+
+    def slow_average(self, facts: _SlowAverage) -> str:
+        raise NotImplementedError
+
+    def generic(self, kind: str, pairs: str) -> str:
+        raise NotImplementedError
+
+    def database(self, name: str) -> str:
+        raise NotImplementedError
+
+    def last_error(self, line: str) -> str:
+        raise NotImplementedError
+
+    def evidence(self, kind: str, runids: str) -> str:
+        raise NotImplementedError
+
+    def and_more(self, count: int) -> str:
+        raise NotImplementedError
+
+    def resolved_after(self, span: str) -> str:
+        raise NotImplementedError
+
+    def now(self, summary: str) -> str:
+        raise NotImplementedError
+
+    def digest_summary(self, total: int, firing: int, resolved: int) -> str:
+        raise NotImplementedError
+
+
+class _English(_Texts):
+    resolved_tag = "RESOLVED"
+    test_title = "[TEST] pg-cron-watchdog"
+    test_body = (
+        "This is a test notification from pg-cron-watchdog. "
+        "If you can read it, this channel delivers alerts."
+    )
+    unit_symbols: ClassVar[dict[str, str]] = {"d": "d", "h": "h", "m": "m", "s": "s"}
+
+    def severity_tag(self, severity: Severity) -> str:
+        return severity.value.upper()
+
+    def failure_ratio(self, facts: _FailureRatio) -> str:
+        runs = "run" if facts.finished == 1 else "runs"
+        window = self.span(_span_parts(facts.window_seconds))
+        return (
+            f"{facts.failed}/{facts.finished} {runs} failed ({self.percent(facts.ratio)}) "
+            f"in the last {window}, threshold {self.percent(facts.threshold)}"
+        )
+
+    def missing_run(self, facts: _MissingRun) -> list[str]:
+        grace = self.span(_span_parts(facts.grace_seconds))
+        if facts.last_start is None:
+            last = "last run: never seen"
+        else:
+            last = f"last run started {facts.last_start}"
+        lines = [
+            f'No run since {facts.expected_at} (schedule "{facts.schedule}", '
+            f"cron time zone {facts.cron_timezone}, grace {grace}); {last}"
+        ]
+        if facts.missed:
+            runs = "run" if facts.missed == 1 else "runs"
+            lines.append(f"{facts.missed} scheduled {runs} missed")
+        return lines
+
+    def missing_run_now(self, facts: _MissingRun) -> str:
+        started = facts.last_start if facts.last_start is not None else NO_VALUE
+        return (
+            f'last run started {started} (schedule "{facts.schedule}", '
+            f"cron time zone {facts.cron_timezone})"
+        )
+
+    def slow_average(self, facts: _SlowAverage) -> str:
+        runs = "run" if facts.runs == 1 else "runs"
+        window = self.span(_span_parts(facts.window_seconds))
+        return (
+            f"Mean duration {self.seconds(facts.mean_seconds)} over {facts.runs} "
+            f"succeeded {runs} in the last {window}, limit {self.seconds(facts.max_seconds)}"
+        )
+
+    def generic(self, kind: str, pairs: str) -> str:
+        return f"Rule kind {kind}: {pairs}"
+
+    def database(self, name: str) -> str:
+        return f"Database: {name}"
+
+    def last_error(self, line: str) -> str:
+        return f"Last error: {line}"
+
+    def evidence(self, kind: str, runids: str) -> str:
+        label = {"failure_ratio": "Failed runs", "slow_average": "Slowest runs"}.get(kind, "Runs")
+        return f"{label} (runid): {runids}"
+
+    def and_more(self, count: int) -> str:
+        return f"and {count} more"
+
+    def resolved_after(self, span: str) -> str:
+        return f"Resolved after {span}."
+
+    def now(self, summary: str) -> str:
+        return f"Now: {_lower_first(summary)}"
+
+    def digest_summary(self, total: int, firing: int, resolved: int) -> str:
+        alerts = "alert" if total == 1 else "alerts"
+        return f"{total} {alerts}: {firing} firing, {resolved} resolved"
+
+
+class _Russian(_Texts):
+    decimal_separator = ","
+    resolved_tag = "РЕШЕНО"
+    test_title = "[ТЕСТ] pg-cron-watchdog"
+    test_body = (
+        "Это тестовое уведомление от pg-cron-watchdog. "
+        "Если вы его видите, канал доставляет алерты."
+    )
+    unit_symbols: ClassVar[dict[str, str]] = {"d": "д", "h": "ч", "m": "мин", "s": "с"}
+    unit_separator = " "
+
+    _SEVERITY_TAGS: ClassVar[dict[Severity, str]] = {
+        Severity.CRITICAL: "КРИТИЧНО",
+        Severity.WARNING: "ПРЕДУПРЕЖДЕНИЕ",
+        Severity.INFO: "ИНФО",
+    }
+    # "за последний час" reads better than "за последний 1 ч".
+    _ONE_UNIT_WINDOWS: ClassVar[dict[str, str]] = {
+        "d": "за последние сутки",
+        "h": "за последний час",
+        "m": "за последнюю минуту",
+        "s": "за последнюю секунду",
+    }
+
+    def severity_tag(self, severity: Severity) -> str:
+        return self._SEVERITY_TAGS[severity]
+
+    def window(self, seconds: float) -> str:
+        """Phrase a rule window as "за последний час" or "за последние 15 мин"."""
+        parts = _span_parts(seconds)
+        count, unit = parts[0]
+        if len(parts) == 1 and count == 1:
+            return self._ONE_UNIT_WINDOWS[unit]
+        # The adjective agrees with the leading number and the gender of its
+        # unit: минута and секунда are feminine, час and день masculine.
+        one = "последнюю" if unit in ("m", "s") else "последний"
+        adjective = plural_ru(count, one, "последние", "последние")
+        return f"за {adjective} {self.span(parts)}"
+
+    def failure_ratio(self, facts: _FailureRatio) -> str:
+        runs = plural_ru(facts.finished, "запуска", "запусков", "запусков")
+        verb = plural_ru(facts.failed, "завершился", "завершились", "завершились")
+        return (
+            f"{facts.failed} из {facts.finished} {runs} {verb} ошибкой "
+            f"({self.percent(facts.ratio)}) {self.window(facts.window_seconds)}, "
+            f"порог {self.percent(facts.threshold)}"
+        )
+
+    def missing_run(self, facts: _MissingRun) -> list[str]:
+        grace = self.span(_span_parts(facts.grace_seconds))
+        if facts.last_start is None:
+            last = "последний запуск: не наблюдался"
+        else:
+            last = f"последний запуск начался {facts.last_start}"
+        lines = [
+            f'Нет запусков с {facts.expected_at} (расписание "{facts.schedule}", '
+            f"часовой пояс cron {facts.cron_timezone}, допуск {grace}); {last}"
+        ]
+        if facts.missed:
+            verb = plural_ru(facts.missed, "Пропущен", "Пропущено", "Пропущено")
+            runs = plural_ru(facts.missed, "запуск", "запуска", "запусков")
+            lines.append(f"{verb} {facts.missed} {runs} по расписанию")
+        return lines
+
+    def missing_run_now(self, facts: _MissingRun) -> str:
+        started = facts.last_start if facts.last_start is not None else NO_VALUE
+        return (
+            f'последний запуск начался {started} (расписание "{facts.schedule}", '
+            f"часовой пояс cron {facts.cron_timezone})"
+        )
+
+    def slow_average(self, facts: _SlowAverage) -> str:
+        runs = plural_ru(facts.runs, "успешному запуску", "успешным запускам", "успешным запускам")
+        return (
+            f"Средняя длительность {self.seconds(facts.mean_seconds)} по {facts.runs} {runs} "
+            f"{self.window(facts.window_seconds)}, лимит {self.seconds(facts.max_seconds)}"
+        )
+
+    def generic(self, kind: str, pairs: str) -> str:
+        return f"Правило типа {kind}: {pairs}"
+
+    def database(self, name: str) -> str:
+        return f"База данных: {name}"
+
+    def last_error(self, line: str) -> str:
+        return f"Последняя ошибка: {line}"
+
+    def evidence(self, kind: str, runids: str) -> str:
+        label = {
+            "failure_ratio": "Запуски с ошибкой",
+            "slow_average": "Самые долгие запуски",
+        }.get(kind, "Запуски")
+        return f"{label} (runid): {runids}"
+
+    def and_more(self, count: int) -> str:
+        return f"и ещё {count}"
+
+    def resolved_after(self, span: str) -> str:
+        return f"Решено через {span}."
+
+    def now(self, summary: str) -> str:
+        return f"Сейчас: {_lower_first(summary)}"
+
+    def digest_summary(self, total: int, firing: int, resolved: int) -> str:
+        alerts = plural_ru(total, "алерт", "алерта", "алертов")
+        active = plural_ru(firing, "активный", "активных", "активных")
+        done = plural_ru(resolved, "решённый", "решённых", "решённых")
+        return f"{total} {alerts}: {firing} {active}, {resolved} {done}"
+
+
+_TEXTS: dict[str, _Texts] = {"en": _English(), "ru": _Russian()}
+
+
+def _texts_for(locale: str) -> _Texts:
+    texts = _TEXTS.get(locale)
+    if texts is None:
+        allowed = ", ".join(LOCALES)
+        raise ValueError(f"unsupported locale {locale!r}: expected one of {allowed}")
+    return texts
+
+
+# --- Assembling a message ----------------------------------------------------
+
+
+def _summary(kind: str, facts: dict[str, Fact], texts: _Texts) -> list[str]:
+    """Describe the verdict's facts; unknown kinds and incomplete facts get key=value."""
+    try:
+        if kind == "failure_ratio":
+            return [texts.failure_ratio(_FailureRatio.from_facts(facts))]
+        if kind == "missing_run":
+            return texts.missing_run(_MissingRun.from_facts(facts))
+        if kind == "slow_average":
+            return [texts.slow_average(_SlowAverage.from_facts(facts))]
+    except _MissingFact:
+        pass
+    pairs = ", ".join(f"{key}={_fact_text(facts[key])}" for key in sorted(facts))
+    return [texts.generic(kind, pairs or NO_VALUE)]
+
+
+def _firing_lines(event: AlertEvent, texts: _Texts) -> list[str]:
+    verdict = event.verdict
+    lines = _summary(verdict.kind, verdict.facts, texts)
+    if event.database:
+        lines.append(texts.database(event.database))
+    # A failure alert always shows the error line, even when it is NULL, so the
+    # reader knows pg_cron stored no message.
+    if verdict.kind == "failure_ratio" or verdict.last_error is not None:
+        lines.append(texts.last_error(first_error_line(verdict.last_error)))
+    if verdict.evidence:
+        lines.append(texts.evidence(verdict.kind, _runid_list(verdict.evidence, texts)))
+    return lines
+
+
+def _resolved_lines(event: AlertEvent, texts: _Texts) -> list[str]:
+    verdict = event.verdict
+    lasted = (event.at - event.since).total_seconds()
+    lines = [texts.resolved_after(texts.span(_span_parts(lasted)))]
+    if verdict.kind == "missing_run":
+        try:
+            current = texts.missing_run_now(_MissingRun.from_facts(verdict.facts))
+        except _MissingFact:
+            current = _summary(verdict.kind, verdict.facts, texts)[0]
+    else:
+        current = _summary(verdict.kind, verdict.facts, texts)[0]
+    lines.append(texts.now(current))
+    if event.database:
+        lines.append(texts.database(event.database))
+    return lines
+
+
+def _runid_list(runids: Sequence[int], texts: _Texts) -> str:
+    shown = ", ".join(str(runid) for runid in runids[:EVIDENCE_MAX_RUNS])
+    hidden = len(runids) - EVIDENCE_MAX_RUNS
+    if hidden > 0:
+        return f"{shown} {texts.and_more(hidden)}"
+    return shown
+
+
+def _digest_order(event: AlertEvent) -> tuple[bool, int, str, str]:
+    return (event.state != "firing", -event.severity.rank, event.job_label, event.rule)
+
+
+# --- Small formatters --------------------------------------------------------
+
+
+def _span_parts(seconds: float) -> list[tuple[int, str]]:
+    """Split a duration into its largest unit and, when non-zero, the next one."""
+    total = max(0, round(seconds))
+    for index, (unit, size) in enumerate(_SPAN_UNITS):
+        if total < size:
+            continue
+        parts = [(total // size, unit)]
+        if index + 1 < len(_SPAN_UNITS):
+            next_unit, next_size = _SPAN_UNITS[index + 1]
+            rest = total % size // next_size
+            if rest:
+                parts.append((rest, next_unit))
+        return parts
+    return [(0, "s")]
+
+
+def _decimal(value: float, digits: int, separator: str) -> str:
+    text = f"{value:.{digits}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text.replace(".", separator)
+
+
+def _format_timestamp(iso: str) -> str:
+    """Format an ISO 8601 time as `2024-05-01 10:05:00 UTC`; keep unparsable text as is."""
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _fact_text(value: Fact) -> str:
+    if value is None:
+        return NO_VALUE
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1] + ELLIPSIS

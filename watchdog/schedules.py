@@ -1,0 +1,120 @@
+"""pg_cron schedules: 5-field cron, macros, `'N seconds'` and `$`.
+
+pg_cron accepts forms that Python cron parsers reject: `'30 seconds'`
+(pg_cron 1.5+) and `$` for the last day of the month (pg_cron 1.6+). They are
+recognised here before anything reaches cronsim.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+
+# pg_cron's interval form: 1 to 59 seconds, singular or plural, any case.
+_INTERVAL = re.compile(r"^\s*(\d+)\s+seconds?\s*$", re.IGNORECASE)
+
+_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+# Slots counted when saying how many runs were missed; beyond it the count is "at least".
+MAX_COUNTED_SLOTS = 10_000
+
+
+class ScheduleError(ValueError):
+    """A schedule string that pg_cron would reject or the watchdog cannot evaluate."""
+
+
+@dataclass(frozen=True)
+class CronSchedule:
+    """A 5-field cron expression, already translated for cronsim."""
+
+    text: str
+    expression: str
+
+    def latest_due(self, at_or_before: datetime, tz: ZoneInfo) -> datetime:
+        """Return the latest slot at or before the given time, in UTC."""
+        # cronsim's reverse iteration excludes its start, so start one second later.
+        start = at_or_before.astimezone(tz).replace(microsecond=0) + timedelta(seconds=1)
+        return next(CronSim(self.expression, start, reverse=True)).astimezone(UTC)
+
+    def slots_between(self, after: datetime, until: datetime, tz: ZoneInfo) -> Iterator[datetime]:
+        """Yield slots in (after, until], in UTC, at most MAX_COUNTED_SLOTS of them."""
+        iterator = CronSim(self.expression, after.astimezone(tz))
+        for count, slot in enumerate(iterator):
+            if slot > until or count >= MAX_COUNTED_SLOTS:
+                return
+            yield slot.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class IntervalSchedule:
+    """pg_cron's `'N seconds'`: the next run starts N seconds after the last one started."""
+
+    text: str
+    seconds: int
+
+
+@dataclass(frozen=True)
+class RebootSchedule:
+    """`@reboot`: runs once when the scheduler starts, so there is no slot to miss."""
+
+    text: str
+
+
+Schedule = CronSchedule | IntervalSchedule | RebootSchedule
+
+
+def parse_schedule(text: str) -> Schedule:
+    """Parse a schedule as pg_cron accepts it; raise ScheduleError naming the problem."""
+    stripped = text.strip()
+    interval = _INTERVAL.match(stripped)
+    if interval:
+        seconds = int(interval.group(1))
+        if not 1 <= seconds <= 59:
+            raise ScheduleError(f"schedule {text!r}: an interval must be 1 to 59 seconds")
+        return IntervalSchedule(text, seconds)
+
+    lowered = stripped.lower()
+    if lowered == "@reboot":
+        return RebootSchedule(text)
+    if lowered.startswith("@"):
+        if lowered not in _MACROS:
+            allowed = ", ".join([*_MACROS, "@reboot"])
+            raise ScheduleError(f"schedule {text!r}: unknown macro, expected one of {allowed}")
+        stripped = _MACROS[lowered]
+
+    fields = stripped.split()
+    if len(fields) != 5:
+        raise ScheduleError(
+            f"schedule {text!r}: expected 5 cron fields, a macro such as @hourly,"
+            " or an interval such as '30 seconds'"
+        )
+    # pg_cron writes the last day of the month as `$`; cronsim calls it `L`.
+    if fields[2] == "$":
+        fields[2] = "L"
+    expression = " ".join(fields)
+    try:
+        CronSim(expression, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as exc:
+        raise ScheduleError(f"schedule {text!r}: {exc}") from exc
+    return CronSchedule(text, expression)
+
+
+def cron_zone(name: str) -> ZoneInfo:
+    """Return the zone for pg_cron's `cron.timezone`; raise ScheduleError when unknown."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ScheduleError(f"unknown cron.timezone {name!r}: expected an IANA zone") from exc

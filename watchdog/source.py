@@ -1,0 +1,258 @@
+"""Reading pg_cron: jobs, new runs by runid, and the scheduler's context.
+
+`cron.job_run_details` has no index but its primary key on `runid` and grows
+without bound, so every query here is bounded by runid: new rows after a
+cursor, re-reads of runs still in flight by their ids, and a binary search
+for the start of the window on the first poll. Nothing filters on
+`start_time` alone, which would scan the whole table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+
+from watchdog.config import mask_dsn
+from watchdog.errors import SourceError, VisibilityError
+from watchdog.models import Job, Run
+
+log = logging.getLogger(__name__)
+
+# Rows fetched per query while catching up; keeps memory flat on a first poll
+# of a long history.
+BATCH_SIZE = 5000
+STATEMENT_TIMEOUT_MS = 15_000
+CONNECT_TIMEOUT_S = 10
+
+_RUN_COLUMNS = "runid, jobid, status, return_message, start_time, end_time"
+
+
+@dataclass(frozen=True)
+class Context:
+    """Facts about the watched server read once per poll."""
+
+    now: datetime
+    role: str
+    postmaster_start: datetime | None
+    cron_timezone: str | None
+    pg_cron_version: str
+    in_recovery: bool
+
+
+def target_name(dsn: str) -> str:
+    """Return a stable, secret-free key for the watched database: `host:port/dbname`."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise SourceError(f"invalid database URL {mask_dsn(dsn)}: {exc}") from exc
+    host = str(params.get("host") or "localhost")
+    port = str(params.get("port") or "5432")
+    dbname = str(params.get("dbname") or params.get("user") or "postgres")
+    return f"{host}:{port}/{dbname}"
+
+
+class PgSource:
+    """One connection to the watched database, opened lazily and reopened after a loss."""
+
+    def __init__(self, dsn: str) -> None:
+        if not dsn:
+            raise SourceError(
+                "no database URL: set WATCHDOG_DATABASE_URL or --database-url, for example"
+                " postgresql://postgres:PASSWORD@localhost:5432/postgres"
+            )
+        self.dsn = dsn
+        self.target = target_name(dsn)
+        self._conn: psycopg.Connection[dict[str, Any]] | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        try:
+            # prepare_threshold=None: no server-side prepared statements, which
+            # transaction-mode poolers (PgBouncer, Supavisor) cannot keep.
+            self._conn = psycopg.connect(
+                self.dsn,
+                row_factory=dict_row,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                application_name="cron-watchdog",
+                prepare_threshold=None,
+            )
+        except psycopg.Error as exc:
+            target = mask_dsn(self.dsn)
+            raise SourceError(f"cannot connect to {target}: {_first_line(exc)}") from exc
+        return self._conn
+
+    @contextmanager
+    def read_transaction(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+        """Open a read-only transaction with a statement timeout; translate errors."""
+        conn = self._connect()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("SET TRANSACTION READ ONLY")
+                cur.execute(
+                    sql.SQL("SET LOCAL statement_timeout = {}").format(STATEMENT_TIMEOUT_MS)
+                )
+                yield cur
+        except psycopg.errors.UndefinedTable as exc:
+            raise SourceError(
+                f"{mask_dsn(self.dsn)} has no pg_cron tables ({_first_line(exc)}): connect to"
+                " the database named by cron.database_name, where CREATE EXTENSION pg_cron ran"
+            ) from exc
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise SourceError(
+                f"the role cannot read pg_cron tables on {mask_dsn(self.dsn)}"
+                f" ({_first_line(exc)}): GRANT USAGE ON SCHEMA cron and SELECT on cron.job"
+                " and cron.job_run_details, or connect as the role that owns the jobs"
+            ) from exc
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise SourceError(f"lost {mask_dsn(self.dsn)}: {_first_line(exc)}") from exc
+        except psycopg.Error as exc:
+            raise SourceError(f"query failed on {mask_dsn(self.dsn)}: {_first_line(exc)}") from exc
+
+    def read_context(self, cur: psycopg.Cursor[dict[str, Any]]) -> Context:
+        cur.execute(
+            "SELECT now() AS now, current_user AS role, pg_postmaster_start_time() AS started,"
+            " pg_is_in_recovery() AS in_recovery,"
+            " (SELECT extversion FROM pg_extension WHERE extname = 'pg_cron') AS version,"
+            # pg_settings omits superuser-only settings the role may not read, so a
+            # missing row means "not readable" on pg_cron 1.5+ and "no such setting" before.
+            " (SELECT setting FROM pg_settings WHERE name = 'cron.timezone') AS timezone"
+        )
+        row = cur.fetchone()
+        assert row is not None
+        if row["version"] is None:
+            raise SourceError(
+                f"pg_cron is not installed in {mask_dsn(self.dsn)}: connect to the database"
+                " named by cron.database_name, where CREATE EXTENSION pg_cron ran"
+            )
+        return Context(
+            now=row["now"],
+            role=row["role"],
+            postmaster_start=row["started"],
+            cron_timezone=row["timezone"],
+            pg_cron_version=row["version"],
+            in_recovery=row["in_recovery"],
+        )
+
+    def read_jobs(self, cur: psycopg.Cursor[dict[str, Any]], role: str) -> dict[int, Job]:
+        cur.execute(
+            "SELECT jobid, jobname, schedule, command, database, username, active FROM cron.job"
+        )
+        jobs = {
+            row["jobid"]: Job(
+                jobid=row["jobid"],
+                jobname=row["jobname"],
+                schedule=row["schedule"] or "",
+                command=row["command"] or "",
+                database=row["database"] or "",
+                username=row["username"] or "",
+                active=bool(row["active"]) if row["active"] is not None else True,
+            )
+            for row in cur.fetchall()
+        }
+        if not jobs:
+            raise VisibilityError(
+                f"role {role!r} sees no jobs in cron.job on {mask_dsn(self.dsn)}. pg_cron's"
+                " row-level security shows each role only the jobs it owns, so either no job"
+                " is scheduled or the watchdog connects as the wrong role: connect as the"
+                " role that scheduled the jobs (on Supabase usually postgres)"
+            )
+        return jobs
+
+    def runid_bounds(self, cur: psycopg.Cursor[dict[str, Any]]) -> tuple[int, int] | None:
+        # Two single-row primary-key lookups; min()/max() over both at once may not use the index.
+        cur.execute("SELECT runid FROM cron.job_run_details ORDER BY runid LIMIT 1")
+        low = cur.fetchone()
+        cur.execute("SELECT runid FROM cron.job_run_details ORDER BY runid DESC LIMIT 1")
+        high = cur.fetchone()
+        if low is None or high is None:
+            return None
+        return int(low["runid"]), int(high["runid"])
+
+    def find_first_runid(
+        self, cur: psycopg.Cursor[dict[str, Any]], since: datetime, low: int, high: int
+    ) -> int:
+        """Return the lowest runid whose run started at or after `since`.
+
+        runid comes from a sequence, so start times rise with it; a binary
+        search costs about log2(N) single-row primary-key probes. A row with a
+        NULL start_time counts as recent, so the search errs towards reading more.
+        """
+        while low < high:
+            middle = (low + high) // 2
+            cur.execute(
+                "SELECT runid, start_time FROM cron.job_run_details WHERE runid >= %s"
+                " ORDER BY runid LIMIT 1",
+                (middle,),
+            )
+            row = cur.fetchone()
+            if row is None:
+                return high
+            if row["start_time"] is None or row["start_time"] >= since:
+                high = middle
+            else:
+                low = int(row["runid"]) + 1
+        return low
+
+    def read_new_runs(
+        self, cur: psycopg.Cursor[dict[str, Any]], after_runid: int, seen_at: datetime
+    ) -> Iterator[list[Run]]:
+        """Yield batches of runs with runid above the cursor, in runid order."""
+        cursor = after_runid
+        while True:
+            cur.execute(
+                f"SELECT {_RUN_COLUMNS} FROM cron.job_run_details WHERE runid > %s"
+                " ORDER BY runid LIMIT %s",
+                (cursor, BATCH_SIZE),
+            )
+            batch = [_run(row, seen_at) for row in cur.fetchall()]
+            if not batch:
+                return
+            yield batch
+            cursor = batch[-1].runid
+            if len(batch) < BATCH_SIZE:
+                return
+
+    def reread_runs(
+        self, cur: psycopg.Cursor[dict[str, Any]], runids: list[int], seen_at: datetime
+    ) -> list[Run]:
+        """Re-read runs that were in flight; a run that vanished (purged) is not returned."""
+        if not runids:
+            return []
+        cur.execute(
+            f"SELECT {_RUN_COLUMNS} FROM cron.job_run_details WHERE runid = ANY(%s)",
+            (runids,),
+        )
+        return [_run(row, seen_at) for row in cur.fetchall()]
+
+
+def _run(row: dict[str, Any], seen_at: datetime) -> Run:
+    return Run(
+        runid=row["runid"],
+        jobid=row["jobid"],
+        status=row["status"] or "unknown",
+        return_message=row["return_message"],
+        start_time=row["start_time"],
+        end_time=row["end_time"],
+        seen_at=seen_at,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
