@@ -19,7 +19,7 @@ def pg_cluster() -> Iterator[PgCronCluster]:
 
 @pytest.fixture
 def pg(pg_cluster: PgCronCluster) -> Iterator[psycopg.Connection[TupleRow]]:
-    """Autocommit superuser connection; all pg_cron jobs and run history are removed afterwards."""
+    """Autocommit superuser connection. All pg_cron jobs and runs are removed after the test."""
     conn = pg_cluster.connect()
     try:
         yield conn

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from datetime import datetime
+from typing import Any
 
 from watchdog.models import AlertEvent, Severity, Snapshot, Verdict
 from watchdog.rules import Rule, RuleSet
@@ -43,8 +44,8 @@ def update_alerts(
         key = (verdict.rule, verdict.jobid)
         judged.add(key)
         previous = stored.get(key)
-        rule = rules_by_name[verdict.rule]
-        event = _apply(store, target, rule, snapshot, verdict, previous, now)
+        event = _apply(store, target, rules_by_name[verdict.rule], snapshot, verdict,
+                       previous, now)
         if event is not None:
             events.append(event)
 
@@ -52,9 +53,9 @@ def update_alerts(
         if key in judged or record.state != FIRING:
             continue
         rule_name, jobid = key
-        rule = rules_by_name.get(rule_name)
-        if rule is None or jobid not in snapshot.jobs:
-            gone = "rule" if rule is None else "job"
+        current = rules_by_name.get(rule_name)
+        if current is None or jobid not in snapshot.jobs:
+            gone = "rule" if current is None else "job"
             log.info(
                 "alert %r on jobid %d resolved quietly: its %s no longer exists",
                 rule_name, jobid, gone,
@@ -64,7 +65,7 @@ def update_alerts(
             continue
         # The rule no longer judges the job (it was paused, say): the condition is gone.
         cleared = _cleared_verdict(record)
-        event = _apply(store, target, rule, snapshot, cleared, record, now)
+        event = _apply(store, target, current, snapshot, cleared, record, now)
         if event is not None:
             events.append(event)
     return events
@@ -112,10 +113,10 @@ def _apply(
 
 
 def _cleared_verdict(record: AlertRecord) -> Verdict:
-    fields = dict(record.verdict)
+    fields: dict[str, Any] = dict(record.verdict)
     fields["firing"] = False
-    fields["evidence"] = tuple(fields.get("evidence") or ())  # type: ignore[call-overload]
-    return Verdict(**fields)  # type: ignore[arg-type]
+    fields["evidence"] = tuple(fields.get("evidence") or ())
+    return Verdict(**fields)
 
 
 def _event(

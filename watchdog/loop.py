@@ -120,7 +120,8 @@ def run_forever(cycle: Callable[[], object], interval: float, stop: StopFlag) ->
     """Run `cycle` now and then every `interval` seconds until the stop flag is set."""
     scheduler = schedule.Scheduler()
     poll = guarded(cycle, "poll cycle")
-    scheduler.every(interval).seconds.do(poll)
+    # schedule's type hints say int, but it accepts fractional seconds.
+    scheduler.every(interval).seconds.do(poll)  # type: ignore[arg-type]
     started = datetime.now().astimezone().isoformat(timespec="seconds")
     log.info("watchdog started at %s, polling every %gs", started, interval)
 

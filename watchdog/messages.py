@@ -399,8 +399,10 @@ class _Russian(_Texts):
         count, unit = parts[0]
         if len(parts) == 1 and count == 1:
             return self._ONE_UNIT_WINDOWS[unit]
-        # The adjective agrees with the leading number and the gender of its
-        # unit: минута and секунда are feminine, час and день masculine.
+        if len(parts) > 1:
+            return f"за последние {self.span(parts)}"
+        # The adjective agrees with the number and the gender of its unit:
+        # минута and секунда are feminine, час and день masculine.
         one = "последнюю" if unit in ("m", "s") else "последний"
         adjective = plural_ru(count, one, "последние", "последние")
         return f"за {adjective} {self.span(parts)}"

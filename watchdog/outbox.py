@@ -48,7 +48,8 @@ def enqueue_events(
         rule = rules_by_name.get(event.rule)
         if rule is None:
             continue
-        notify_type = notify.notify_type_for(event.state, event.severity).value
+        # Stored as the severity or "resolved"; notify maps it to Apprise's type.
+        notify_type = "resolved" if event.state == "resolved" else event.severity.value
         for channel_name in rule.notify:
             channel = rules.channels[channel_name]
             title, body = messages.render(event, channel.locale)
@@ -82,7 +83,7 @@ def deliver_due(store: StateStore, target: str, rules: RuleSet, now: datetime) -
             continue
 
         single = Channel(channel.name, (url,), channel.locale)
-        result = notify.send(single, entry.title, entry.body, notify.NotifyKind(entry.notify_type))[0]
+        result = notify.send(single, entry.title, entry.body, entry.notify_type)[0]
         if result.ok:
             store.delivered(entry.id)
             sent += 1

@@ -1,0 +1,163 @@
+"""The `cron-watchdog` command as users run it: exit codes, messages, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from dbhelpers import add_run, db_now, schedule_job
+from pgcluster import PgCronCluster, free_tcp_port
+from receivers import HttpReceiver
+
+Conn = psycopg.Connection[Any]
+
+RULES = """
+[channels.hook]
+urls = ["{hook}"]
+
+[[rules]]
+name = "job failing"
+kind = "failure_ratio"
+notify = ["hook"]
+window = "1h"
+threshold = 0.5
+min_runs = 1
+"""
+
+
+def cli(*args: str, env: dict[str, str] | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "watchdog.cli", *args],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def rules_file(tmp_path: Path, http_receiver: HttpReceiver) -> Path:
+    path = tmp_path / "rules.toml"
+    path.write_text(RULES.format(hook=http_receiver.json_url("/alerts")))
+    return path
+
+
+def test_validate_accepts_good_file(rules_file: Path) -> None:
+    result = cli("validate", "--rules-file", str(rules_file))
+    assert result.returncode == 0, result.stderr
+    assert "valid, 1 rules, 1 channels" in result.stdout
+
+
+def test_validate_lists_problems_without_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text('[[rules]]\nname = "a"\nkind = "failure_ratio"\nthreshold = 2\nwindw = "1h"\n')
+    result = cli("validate", "--rules-file", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert "Traceback" not in result.stderr
+    assert any("field 'threshold'" in line for line in lines)
+    assert any("'windw'" in line for line in lines)
+
+
+def test_validate_reports_toml_position(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text('[[rules]]\nname = "a"\nkind = = 1\n')
+    result = cli("validate", "--rules-file", str(path))
+    assert result.returncode == 2
+    assert "line 3, column" in result.stderr
+
+
+def test_once_exit_codes_follow_alerts(pg: Conn, pg_cluster: PgCronCluster, rules_file: Path,
+                                       http_receiver: HttpReceiver, tmp_path: Path) -> None:
+    env = {"WATCHDOG_DATABASE_URL": pg_cluster.dsn,
+           "WATCHDOG_STATE_PATH": str(tmp_path / "state.sqlite3"),
+           "WATCHDOG_RULES_FILE": str(rules_file)}
+    jobid = schedule_job(pg, "nightly-report")
+    add_run(pg, jobid, "succeeded", db_now(pg) - timedelta(minutes=2))
+
+    quiet = cli("once", env=env)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "0 alerts firing" in quiet.stdout
+
+    add_run(pg, jobid, "failed", db_now(pg) - timedelta(minutes=1), message="ERROR:  boom")
+    add_run(pg, jobid, "failed", db_now(pg), message="ERROR:  boom")
+    firing = cli("once", env=env)
+    assert firing.returncode == 1, firing.stderr
+    assert "FIRING" in firing.stdout
+    assert "nightly-report: job failing" in firing.stdout
+    assert http_receiver.wait_for(1)[0].json["type"] == "warning"
+
+
+def test_once_unreachable_database_exits_2_masked(rules_file: Path, tmp_path: Path) -> None:
+    dsn = f"postgresql://watch:hunter2@127.0.0.1:{free_tcp_port()}/postgres"
+    result = cli("once", "--database-url", dsn, "--rules-file", str(rules_file),
+                 "--state-path", str(tmp_path / "state.sqlite3"))
+    assert result.returncode == 2
+    assert "cannot connect to postgresql://watch:***@" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_once_without_database_url_names_setting(rules_file: Path, tmp_path: Path) -> None:
+    result = cli("once", "--rules-file", str(rules_file),
+                 "--state-path", str(tmp_path / "state.sqlite3"),
+                 env={"WATCHDOG_DATABASE_URL": ""})
+    assert result.returncode == 2
+    assert "WATCHDOG_DATABASE_URL" in result.stderr
+
+
+def test_bad_poll_interval_is_rejected(rules_file: Path) -> None:
+    result = cli("validate", "--rules-file", str(rules_file), "--poll-interval", "soon")
+    assert result.returncode == 2
+    assert "WATCHDOG_POLL_INTERVAL" in result.stderr
+    assert '"90s"' in result.stderr
+
+
+def test_run_survives_unreachable_database_and_stops_on_sigterm(
+    rules_file: Path, tmp_path: Path
+) -> None:
+    dsn = f"postgresql://watch:hunter2@127.0.0.1:{free_tcp_port()}/postgres"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "watchdog.cli", "run", "--database-url", dsn,
+         "--rules-file", str(rules_file), "--state-path", str(tmp_path / "s.sqlite3"),
+         "--poll-interval", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(3.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0
+    assert stderr.count("poll cycle failed: cannot connect") >= 2
+    assert "hunter2" not in stderr
+    assert "watchdog stopped" in stderr
+
+
+@pytest.mark.e2e
+def test_pg_cron_failing_job_reaches_receiver(
+    pg: Conn, pg_cluster: PgCronCluster, rules_file: Path, http_receiver: HttpReceiver,
+    tmp_path: Path,
+) -> None:
+    """pg_cron itself runs a failing job; `run` delivers the alert, then stops on SIGTERM."""
+    schedule_job(pg, "e2e-divide", "* * * * *", "SELECT 1/0")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "watchdog.cli", "run", "--database-url", pg_cluster.dsn,
+         "--rules-file", str(rules_file), "--state-path", str(tmp_path / "s.sqlite3"),
+         "--poll-interval", "2s"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        [request] = http_receiver.wait_for(1, timeout=150)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "e2e-divide" in request.json["title"]
+    assert "division by zero" in request.json["message"]
+    assert request.json["type"] == "warning"
