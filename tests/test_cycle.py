@@ -56,7 +56,9 @@ def cycle(cluster: PgCronCluster, rules: RuleSet, state: Path):  # type: ignore[
         store.close()
 
 
-def fail_runs(conn: Conn, jobid: int, count: int, message: str = "ERROR:  division by zero") -> None:
+def fail_runs(
+    conn: Conn, jobid: int, count: int, message: str = "ERROR:  division by zero"
+) -> None:
     now = db_now(conn)
     for minute in range(count):
         add_run(conn, jobid, "failed", now - timedelta(minutes=minute + 1), message=message)

@@ -98,7 +98,12 @@ def body_lines(event: AlertEvent, locale: str) -> list[str]:
         ("en", Severity.INFO, "firing", "[INFO] provisioner-sync: provisioner failing"),
         ("en", Severity.CRITICAL, "resolved", "[RESOLVED] provisioner-sync: provisioner failing"),
         ("ru", Severity.CRITICAL, "firing", "[КРИТИЧНО] provisioner-sync: provisioner failing"),
-        ("ru", Severity.WARNING, "firing", "[ПРЕДУПРЕЖДЕНИЕ] provisioner-sync: provisioner failing"),
+        (
+            "ru",
+            Severity.WARNING,
+            "firing",
+            "[ПРЕДУПРЕЖДЕНИЕ] provisioner-sync: provisioner failing",
+        ),
         ("ru", Severity.INFO, "firing", "[ИНФО] provisioner-sync: provisioner failing"),
         ("ru", Severity.CRITICAL, "resolved", "[РЕШЕНО] provisioner-sync: provisioner failing"),
     ],
@@ -207,10 +212,10 @@ def test_long_last_error_is_cut_to_300_chars() -> None:
         line for line in body_lines(make_event(last_error=message), "en")
         if line.startswith("Last error: ")
     )
-    shown = error_line.removeprefix("Last error: ")
-    assert len(shown) == 300
-    assert shown.endswith("…")
-    assert shown.startswith("ERROR: xxx")
+    error_text = error_line.removeprefix("Last error: ")
+    assert len(error_text) == 300
+    assert error_text.endswith("…")
+    assert error_text.startswith("ERROR: xxx")
 
 
 def test_error_of_300_chars_is_kept_whole() -> None:
@@ -354,7 +359,7 @@ def test_unknown_kind_lists_sorted_facts() -> None:
     )
 
 
-def test_known_kind_with_missing_fact_falls_back_to_facts() -> None:
+def test_incomplete_facts_use_generic_form() -> None:
     event = make_event("failure_ratio", {"failed": 3, "finished": 10})
     assert body_lines(event, "en")[0] == "Rule kind failure_ratio: failed=3, finished=10"
 
@@ -391,7 +396,8 @@ def test_resolved_missing_run_shows_last_start() -> None:
 
 
 def test_resolved_slow_average_lowercases_summary() -> None:
-    event = make_event("slow_average", SLOW_FACTS, state="resolved", lasted=timedelta(days=2, hours=3))
+    lasted = timedelta(days=2, hours=3)
+    event = make_event("slow_average", SLOW_FACTS, state="resolved", lasted=lasted)
     assert body_lines(event, "en")[:2] == [
         "Resolved after 2d 3h.",
         "Now: mean duration 12.4 s over 5 succeeded runs in the last 1h, limit 10 s",
@@ -445,7 +451,7 @@ def test_plural_ru(count: int, expected: str) -> None:
 
 
 def test_unknown_locale_names_allowed_ones() -> None:
-    with pytest.raises(ValueError, match="'de'.*en, ru"):
+    with pytest.raises(ValueError, match=r"'de'.*en, ru"):
         render(make_event(), "de")
     with pytest.raises(ValueError, match="en, ru"):
         render_test("fr")

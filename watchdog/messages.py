@@ -22,8 +22,8 @@ LAST_ERROR_MAX_CHARS = 300
 EVIDENCE_MAX_RUNS = 5
 TITLE_MAX_CHARS = 250
 DIGEST_LINE_MAX_CHARS = 300
-# Telegram rejects messages over 4096 characters; the digest body stays below
-# that with room for the title.
+# Telegram rejects messages over 4096 characters, so the digest body stays
+# below that with room for the title.
 DIGEST_BODY_MAX_CHARS = 3500
 
 NO_VALUE = "—"
@@ -104,9 +104,9 @@ def render_digest(
     """Render several alert events as one (title, body) pair, worst first.
 
     Firing alerts come before resolved ones, and higher severity before lower.
-    The body has one line per event, at most `limit` lines and at most
-    DIGEST_BODY_MAX_CHARS characters; the events left out are counted in a
-    final "and N more" line.
+    The body has one line per event, with at most `limit` lines and at most
+    DIGEST_BODY_MAX_CHARS characters. A final "and N more" line counts the
+    events left out.
     """
     texts = _texts_for(locale)
     if not events:
@@ -222,7 +222,7 @@ class _SlowAverage:
 
 
 class _Texts:
-    """The sentences of one locale; subclasses fill in the wording."""
+    """Sentences of one locale, with the wording provided by a subclass."""
 
     decimal_separator = "."
     resolved_tag = ""
@@ -493,7 +493,10 @@ def _texts_for(locale: str) -> _Texts:
 
 
 def _summary(kind: str, facts: dict[str, Fact], texts: _Texts) -> list[str]:
-    """Describe the verdict's facts; unknown kinds and incomplete facts get key=value."""
+    """Describe the verdict's facts in the kind's sentence, or as sorted key=value pairs.
+
+    Pairs are used for an unknown kind and for a known kind with a missing fact.
+    """
     try:
         if kind == "failure_ratio":
             return [texts.failure_ratio(_FailureRatio.from_facts(facts))]
@@ -539,11 +542,11 @@ def _resolved_lines(event: AlertEvent, texts: _Texts) -> list[str]:
 
 
 def _runid_list(runids: Sequence[int], texts: _Texts) -> str:
-    shown = ", ".join(str(runid) for runid in runids[:EVIDENCE_MAX_RUNS])
+    listed = ", ".join(str(runid) for runid in runids[:EVIDENCE_MAX_RUNS])
     hidden = len(runids) - EVIDENCE_MAX_RUNS
     if hidden > 0:
-        return f"{shown} {texts.and_more(hidden)}"
-    return shown
+        return f"{listed} {texts.and_more(hidden)}"
+    return listed
 
 
 def _digest_order(event: AlertEvent) -> tuple[bool, int, str, str]:
@@ -577,7 +580,7 @@ def _decimal(value: float, digits: int, separator: str) -> str:
 
 
 def _format_timestamp(iso: str) -> str:
-    """Format an ISO 8601 time as `2024-05-01 10:05:00 UTC`; keep unparsable text as is."""
+    """Format an ISO 8601 time as `2024-05-01 10:05:00 UTC`, or return unparsable text as is."""
     try:
         moment = datetime.fromisoformat(iso)
     except ValueError:

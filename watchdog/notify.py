@@ -1,10 +1,10 @@
 """Deliver rendered notifications to a channel's Apprise URLs.
 
 Each URL gets its own Apprise instance and its own DeliveryResult, so one
-failing URL never stops the others. Message text is sent with body_format TEXT,
-because it contains job names and return_message values from the database: with
-TEXT, Apprise 2.3.0 escapes `<`, `>` and `&` for Telegram's HTML parse mode and
-for Slack, and sends `_`, `*` and `[` literally.
+failing URL never stops the others. Message text is sent with body_format TEXT
+because it contains job names and return_message values from the database.
+With TEXT, Apprise 2.3.0 escapes `<`, `>` and `&` for Telegram's HTML parse
+mode and for Slack, and sends `_`, `*` and `[` literally.
 
 Raw URLs carry tokens and passwords, so they are never logged or returned;
 `mask_url` gives the form that is safe to show.
@@ -183,11 +183,10 @@ def _deliver(
 def _notify(
     plugin: NotifyBase, title: str, body: str, notify_type: apprise.NotifyType, url: str
 ) -> str | None:
-    """Send through one plugin; return None on success or the reason it failed.
+    """Send through one plugin and return None on success, else the reason it failed.
 
-    The reason is built from the WARNING and ERROR lines that Apprise captured
-    for this call (Apprise 2.x records them on the result), with secrets of the
-    URL hidden.
+    The reason joins the WARNING and ERROR lines that Apprise 2.3.0 captures
+    per call on its AppriseResult, with the URL's secrets hidden.
     """
     sender = apprise.Apprise()
     sender.add(plugin)
@@ -239,10 +238,10 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _instantiate(url: str) -> tuple[NotifyBase | None, list[str]]:
-    """Load the Apprise plugin for a URL; return it (or None) and Apprise's complaints.
+    """Load the Apprise plugin for a URL and return it, or None, with Apprise's warnings.
 
-    Apprise logs why a URL is invalid, sometimes with a token in the text, so
-    those records are kept here instead of reaching the application's log.
+    Apprise logs why a URL is invalid, sometimes with a token in clear, so
+    those records are returned here instead of reaching the application's log.
     """
     with _apprise_records() as records:
         plugin = apprise.Apprise.instantiate(url)
@@ -333,16 +332,12 @@ def _secret_parts(url: str) -> set[str]:
     its masked form. Otherwise every part but the scheme and a plain host is.
     """
     scheme = url.partition("://")[0]
-    parts = {
-        part
-        for part in _URL_SEPARATORS.split(unquote(url))
-        if part and part != scheme and not _is_plain_host(part)
-    }
+    parts = {part for part in _URL_SEPARATORS.split(unquote(url)) if part and part != scheme}
     plugin, _ = _instantiate(url)
-    if plugin is not None:
-        masked = unquote(_private_url(plugin))
-        parts -= set(_URL_SEPARATORS.split(masked))
-    return parts
+    if plugin is None:
+        return {part for part in parts if not _is_plain_host(part)}
+    masked = unquote(_private_url(plugin))
+    return parts - set(_URL_SEPARATORS.split(masked))
 
 
 def _redact(text: str, url: str) -> str:
