@@ -152,7 +152,7 @@ class Verdict:
 
 @dataclass(frozen=True)
 class AlertEvent:
-    """A notification-worthy change of one alert: it started firing or resolved."""
+    """A notification-worthy change of one alert: it fired, is still firing, or resolved."""
 
     target: str
     rule: str
@@ -165,3 +165,10 @@ class AlertEvent:
     at: datetime
     since: datetime
     verdict: Verdict
+    # True for a repeat_interval reminder of an alert that is still firing.
+    reminder: bool = False
+
+    @property
+    def alert_id(self) -> str:
+        """Return the alert's id in logs and the outbox: `rule/jobid`."""
+        return f"{self.rule}/{self.jobid}"

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote
 
 import apprise
@@ -98,6 +99,47 @@ def validate_url(url: str) -> str | None:
     if plugin is not None:
         return None
     return _invalid_url_message(url, problems)
+
+
+def load_config_urls(path: Path) -> tuple[list[str], list[str]]:
+    """Read the URLs of an Apprise configuration file (YAML or text); return (urls, errors).
+
+    Each error names the file and hides secrets. Apprise regenerates each URL
+    with every option spelled out, including `overflow=upstream`, its default.
+    That option is removed so that `prepare_url` can add `overflow=truncate`.
+    """
+    if not path.is_file():
+        return [], [f"Apprise configuration file {path} not found; fix the path or remove"
+                    " 'config'"]
+    config = apprise.AppriseConfig()
+    with _apprise_records() as records:
+        config.add(str(path))
+        services = config.services()
+    urls = [_drop_default_overflow(_full_url(service)) for service in services]
+    problems = [record.getMessage() for record in records if record.levelno >= logging.WARNING]
+    errors = [f"Apprise configuration file {path}: {_redact_all(problem, urls)}"
+              for problem in problems]
+    if not urls and not errors:
+        errors.append(f"Apprise configuration file {path} contains no URLs")
+    return urls, errors
+
+
+def _full_url(plugin: NotifyBase) -> str:
+    # NotifyBase.url has no type annotations in Apprise 2.3.0.
+    return str(plugin.url())  # type: ignore[no-untyped-call]
+
+
+def _drop_default_overflow(url: str) -> str:
+    base, _, query = url.partition("?")
+    pairs = [pair for pair in query.split("&") if pair and pair != "overflow=upstream"]
+    return f"{base}?{'&'.join(pairs)}" if pairs else base
+
+
+def _redact_all(text: str, urls: list[str]) -> str:
+    for url in urls:
+        text = _redact(text, url)
+    # A line Apprise could not parse is not among the URLs; it may still hold a token.
+    return re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://\S+", lambda m: _mask_unparsed(m.group(0)), text)
 
 
 def _invalid_url_message(url: str, problems: list[str]) -> str:

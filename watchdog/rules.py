@@ -16,25 +16,41 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from watchdog.channels import Channel
 from watchdog.durations import DURATION_FORM, parse_duration
 from watchdog.errors import ConfigError
+from watchdog.maintenance import MaintenanceWindow, parse_maintenance
 from watchdog.models import Job, Severity
+from watchdog.templates import Templates, parse_templates
 
 LOCALES = ("en", "ru")
 KINDS = ("failure_ratio", "missing_run", "slow_average")
 SEVERITIES = tuple(severity.value for severity in Severity)
 
-_COMMON_KEYS = {"name", "kind", "jobs", "exclude", "severity", "notify"}
+# Lifecycle options that a rule may set and `[defaults]` may set for every rule:
+# the TOML key and the Rule field it fills.
+_LIFECYCLE_FIELDS = {
+    "for": "for_duration",
+    "keep_firing_for": "keep_firing_for",
+    "repeat_interval": "repeat_interval",
+    "send_resolved": "send_resolved",
+}
+_COMMON_KEYS = {"name", "kind", "jobs", "exclude", "severity", "notify", *_LIFECYCLE_FIELDS}
 _KIND_KEYS: dict[str, set[str]] = {
     "failure_ratio": {"window", "threshold", "min_runs"},
     "missing_run": {"grace"},
     "slow_average": {"window", "max_duration", "min_runs"},
 }
-_TOP_KEYS = {"locale", "channels", "defaults", "rules"}
-_CHANNEL_KEYS = {"urls", "locale"}
-_DEFAULT_KEYS = {"notify", "severity"}
+_TOP_KEYS = {
+    "locale", "channels", "defaults", "rules", "maintenance", "display_timezone", "templates",
+    "outbox",
+}
+_CHANNEL_KEYS = {"urls", "locale", "min_severity", "config", "group_threshold"}
+_DEFAULT_KEYS = {"notify", "severity", *_LIFECYCLE_FIELDS}
+DEFAULT_GROUP_THRESHOLD = 3
+DEFAULT_OUTBOX_MAX_AGE = timedelta(hours=24)
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -53,6 +69,13 @@ class Rule:
     min_runs: int = 3
     grace: timedelta = timedelta(minutes=2)
     max_duration: timedelta = timedelta(0)
+    # How long the condition must hold before the alert fires.
+    for_duration: timedelta = timedelta(0)
+    # How long the alert stays firing after its condition clears.
+    keep_firing_for: timedelta = timedelta(0)
+    # Zero turns reminders off.
+    repeat_interval: timedelta = timedelta(hours=4)
+    send_resolved: bool = True
 
     def selects(self, job: Job) -> bool:
         """Tell whether the rule applies to the job by its jobname globs."""
@@ -75,6 +98,10 @@ class RuleSet:
     channels: Mapping[str, Channel] = field(default_factory=dict)
     locale: str = "en"
     source: str = ""
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+    display_timezone: str = "UTC"
+    templates: Templates = field(default_factory=Templates)
+    outbox_max_age: timedelta = DEFAULT_OUTBOX_MAX_AGE
 
     @property
     def lookback(self) -> timedelta:
@@ -125,10 +152,50 @@ def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> RuleSet:
     channels = _parse_channels(data.get("channels", {}), locale, environ, problems)
     defaults = _parse_defaults(data.get("defaults", {}), channels, problems)
     rules = _parse_rule_list(data.get("rules", []), defaults, channels, problems)
+    maintenance = parse_maintenance(data.get("maintenance", []), problems.add)
+    display_timezone = _display_timezone(data.get("display_timezone", "UTC"), problems)
+    templates = parse_templates(data.get("templates", {}), problems.add)
+    outbox_max_age = _outbox_max_age(data.get("outbox", {}), problems)
 
     if problems.items:
         raise ConfigError(problems.items)
-    return RuleSet(tuple(rules), channels, locale, source)
+    return RuleSet(
+        tuple(rules), channels, locale, source, maintenance, display_timezone, templates,
+        outbox_max_age,
+    )
+
+
+def _display_timezone(raw: Any, problems: _Problems) -> str:
+    if not isinstance(raw, str) or not _is_zone(raw):
+        problems.add(
+            "display_timezone",
+            f"{raw!r} is not an IANA time zone; use a name such as \"UTC\" or \"Europe/Moscow\"",
+        )
+        return "UTC"
+    return raw
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _outbox_max_age(raw: Any, problems: _Problems) -> timedelta:
+    if not isinstance(raw, dict):
+        problems.add("outbox", "must be a table such as [outbox] with max_age = \"24h\"")
+        return DEFAULT_OUTBOX_MAX_AGE
+    for key in sorted(set(raw) - {"max_age"}):
+        problems.add("outbox", f"unknown key {key!r}; allowed: max_age")
+    if "max_age" not in raw:
+        return DEFAULT_OUTBOX_MAX_AGE
+    try:
+        return _positive_duration(raw["max_age"])
+    except ValueError as exc:
+        problems.add("outbox, field 'max_age'", str(exc))
+        return DEFAULT_OUTBOX_MAX_AGE
 
 
 def _allowed(keys: set[str]) -> str:
@@ -152,52 +219,107 @@ def _expand_env(value: str, environ: Mapping[str, str]) -> tuple[str, list[str]]
 def _parse_channels(
     raw: Any, locale: str, environ: Mapping[str, str], problems: _Problems
 ) -> dict[str, Channel]:
-    # Imported here because notify pulls in Apprise, which only this step needs.
-    from watchdog.notify import validate_url
-
     if not isinstance(raw, dict):
         problems.add("channels", "must be a table of [channels.NAME] tables")
         return {}
     channels: dict[str, Channel] = {}
     for name, table in raw.items():
-        where = f"channel {name!r}"
-        if not isinstance(table, dict):
-            problems.add(where, "must be a table with urls = [...]")
-            continue
-        for key in sorted(set(table) - _CHANNEL_KEYS):
-            problems.add(where, f"unknown key {key!r}; allowed: {_allowed(_CHANNEL_KEYS)}")
-        urls = table.get("urls")
-        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
-            problems.add(f"{where}, field 'urls'", "must be a non-empty list of Apprise URLs")
-            continue
-        expanded: list[str] = []
-        for position, url in enumerate(urls, start=1):
-            value, missing = _expand_env(url, environ)
-            for variable in missing:
-                problems.add(
-                    f"{where}, url #{position}",
-                    f"environment variable {variable} is not set; export it or remove"
-                    " the reference",
-                )
-            if missing:
-                continue
-            error = validate_url(value)
-            if error:
-                problems.add(f"{where}, url #{position}", error)
-                continue
-            expanded.append(value)
-        channel_locale = table.get("locale", locale)
-        if channel_locale not in LOCALES:
-            problems.add(f"{where}, field 'locale'", f"{channel_locale!r} is not one of en, ru")
-            channel_locale = locale
-        channels[name] = Channel(name, tuple(expanded), channel_locale)
+        channel = _parse_channel(name, table, locale, environ, problems)
+        if channel is not None:
+            channels[name] = channel
     return channels
+
+
+def _parse_channel(
+    name: str, table: Any, locale: str, environ: Mapping[str, str], problems: _Problems
+) -> Channel | None:
+    where = f"channel {name!r}"
+    if not isinstance(table, dict):
+        problems.add(where, "must be a table with urls = [...]")
+        return None
+    for key in sorted(set(table) - _CHANNEL_KEYS):
+        problems.add(where, f"unknown key {key!r}; allowed: {_allowed(_CHANNEL_KEYS)}")
+    urls = table.get("urls", [] if "config" in table else None)
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls) or (
+        not urls and "config" not in table
+    ):
+        problems.add(
+            f"{where}, field 'urls'",
+            "must be a non-empty list of Apprise URLs, unless 'config' names an Apprise"
+            " configuration file",
+        )
+        return None
+    expanded = _channel_urls(urls, where, environ, problems)
+    if "config" in table:
+        expanded.extend(_config_file_urls(table["config"], where, environ, problems))
+    channel_locale = table.get("locale", locale)
+    if channel_locale not in LOCALES:
+        problems.add(f"{where}, field 'locale'", f"{channel_locale!r} is not one of en, ru")
+        channel_locale = locale
+    min_severity = _severity(table.get("min_severity", "info"), f"{where}, field 'min_severity'",
+                             problems)
+    threshold = table.get("group_threshold", DEFAULT_GROUP_THRESHOLD)
+    try:
+        threshold = _count(threshold)
+    except ValueError as exc:
+        problems.add(f"{where}, field 'group_threshold'", str(exc))
+        threshold = DEFAULT_GROUP_THRESHOLD
+    return Channel(name, tuple(expanded), channel_locale, min_severity, threshold)
+
+
+def _channel_urls(
+    urls: list[str], where: str, environ: Mapping[str, str], problems: _Problems
+) -> list[str]:
+    # Imported here because notify pulls in Apprise, which only this step needs.
+    from watchdog.notify import validate_url
+
+    expanded: list[str] = []
+    for position, url in enumerate(urls, start=1):
+        value, missing = _expand_env(url, environ)
+        for variable in missing:
+            problems.add(
+                f"{where}, url #{position}",
+                f"environment variable {variable} is not set; export it or remove"
+                " the reference",
+            )
+        if missing:
+            continue
+        error = validate_url(value)
+        if error:
+            problems.add(f"{where}, url #{position}", error)
+            continue
+        expanded.append(value)
+    return expanded
+
+
+def _config_file_urls(
+    raw: Any, where: str, environ: Mapping[str, str], problems: _Problems
+) -> list[str]:
+    from watchdog.notify import load_config_urls
+
+    if not isinstance(raw, str) or not raw:
+        problems.add(f"{where}, field 'config'", "must be the path of an Apprise YAML or text"
+                     " configuration file")
+        return []
+    path, missing = _expand_env(raw, environ)
+    for variable in missing:
+        problems.add(f"{where}, field 'config'",
+                     f"environment variable {variable} is not set; export it or remove the"
+                     " reference")
+    if missing:
+        return []
+    urls, errors = load_config_urls(Path(path))
+    for error in errors:
+        problems.add(f"{where}, field 'config'", error)
+    return urls
 
 
 @dataclass(frozen=True)
 class _Defaults:
     notify: tuple[str, ...] = ()
     severity: Severity = Severity.WARNING
+    # Rule field name to value, for the lifecycle options set under [defaults].
+    lifecycle: dict[str, Any] = field(default_factory=dict)
 
 
 def _parse_defaults(raw: Any, channels: Mapping[str, Channel], problems: _Problems) -> _Defaults:
@@ -208,7 +330,23 @@ def _parse_defaults(raw: Any, channels: Mapping[str, Channel], problems: _Proble
         problems.add("defaults", f"unknown key {key!r}; allowed: {_allowed(_DEFAULT_KEYS)}")
     notify = _channel_names(raw.get("notify", []), channels, "defaults, field 'notify'", problems)
     severity = _severity(raw.get("severity", "warning"), "defaults, field 'severity'", problems)
-    return _Defaults(notify, severity)
+    lifecycle = _lifecycle_options(raw, lambda key: f"defaults, field {key!r}", problems)
+    return _Defaults(notify, severity, lifecycle)
+
+
+def _lifecycle_options(
+    table: dict[str, Any], where: Callable[[str], str], problems: _Problems
+) -> dict[str, Any]:
+    """Parse the lifecycle options present in a table; return them by Rule field name."""
+    values: dict[str, Any] = {}
+    for key, field_name in _LIFECYCLE_FIELDS.items():
+        if key not in table:
+            continue
+        try:
+            values[field_name] = _LIFECYCLE_PARSERS[key](table[key])
+        except ValueError as exc:
+            problems.add(where(key), str(exc))
+    return values
 
 
 def _channel_names(
@@ -288,6 +426,8 @@ def _parse_rule(
             else defaults.notify
         ),
     }
+    values.update(defaults.lifecycle)
+    values.update(_lifecycle_options(table, where, problems))
     values.update(_KIND_DEFAULTS.get(kind, {}))
     for key, parse in _FIELD_PARSERS[kind].items():
         if key in table:
@@ -316,6 +456,28 @@ def _positive_duration(raw: Any) -> timedelta:
     if value <= timedelta(0):
         raise ValueError(f"{raw!r} must be longer than zero")
     return value
+
+
+def _duration_or_zero(raw: Any) -> timedelta:
+    if raw == "0" or raw == 0:
+        return timedelta(0)
+    if not isinstance(raw, str):
+        raise ValueError(f"{raw!r} is not a duration: expected {DURATION_FORM}, or \"0\"")
+    return parse_duration(raw)
+
+
+def _flag(raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise ValueError(f"{raw!r} must be true or false")
+    return raw
+
+
+_LIFECYCLE_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "for": _duration_or_zero,
+    "keep_firing_for": _duration_or_zero,
+    "repeat_interval": _duration_or_zero,
+    "send_resolved": _flag,
+}
 
 
 def _ratio(raw: Any) -> float:

@@ -18,7 +18,7 @@ from pathlib import Path
 from watchdog.errors import ConfigError
 from watchdog.models import Run
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,8 +51,24 @@ CREATE TABLE outbox (
 );
 """
 
+# Version 2: the alert lifecycle (pending, keep_firing_for, reminders, late
+# announcement after a silence), silences, and the alert ids of outbox messages.
+# An alert that was firing under version 1 has been announced when it fired.
+_SCHEMA_V2 = """
+ALTER TABLE alerts ADD COLUMN fired_at TEXT;
+ALTER TABLE alerts ADD COLUMN cleared_at TEXT;
+ALTER TABLE alerts ADD COLUMN last_sent TEXT;
+ALTER TABLE alerts ADD COLUMN announced INTEGER NOT NULL DEFAULT 1;
+UPDATE alerts SET fired_at = since, last_sent = since WHERE state = 'firing';
+CREATE TABLE silences (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, rule TEXT, job TEXT,
+    created_at TEXT NOT NULL, ends_at TEXT NOT NULL, reason TEXT NOT NULL
+);
+ALTER TABLE outbox ADD COLUMN alert_ids TEXT NOT NULL DEFAULT ''
+"""
+
 # Each entry upgrades the schema from its index to the next version.
-_MIGRATIONS: list[str] = [_SCHEMA_V1]
+_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2]
 
 
 def _time(value: datetime | None) -> str | None:
@@ -73,6 +89,27 @@ class AlertRecord:
     since: datetime
     value: float | None
     verdict: dict[str, object]
+    # When the alert last started firing; None unless the state is firing.
+    fired_at: datetime | None = None
+    # When a firing alert's condition cleared, while keep_firing_for holds it.
+    cleared_at: datetime | None = None
+    # When the last firing message or reminder was stored for sending.
+    last_sent: datetime | None = None
+    # False while a firing alert has not been announced, because a silence or
+    # a maintenance window muted it.
+    announced: bool = True
+
+
+@dataclass(frozen=True)
+class Silence:
+    """Mutes the alerts of one rule (None: any) on jobs matching a glob (None: any)."""
+
+    id: int
+    rule: str | None
+    job: str | None
+    created_at: datetime
+    ends_at: datetime
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -87,6 +124,8 @@ class OutboxEntry:
     body: str
     created_at: datetime
     attempts: int
+    # The alerts of the message as "rule/jobid", comma-separated.
+    alert_ids: str = ""
 
 
 class StateStore:
@@ -243,19 +282,25 @@ class StateStore:
             (row["rule"], row["jobid"]): AlertRecord(
                 rule=row["rule"], jobid=row["jobid"], state=row["state"],
                 since=datetime.fromisoformat(row["since"]), value=row["value"],
-                verdict=json.loads(row["verdict"]),
+                verdict=json.loads(row["verdict"]), fired_at=_parse_time(row["fired_at"]),
+                cleared_at=_parse_time(row["cleared_at"]),
+                last_sent=_parse_time(row["last_sent"]), announced=bool(row["announced"]),
             )
             for row in rows
         }
 
     def save_alert(self, target: str, record: AlertRecord) -> None:
         self._db.execute(
-            "INSERT INTO alerts (target, rule, jobid, state, since, value, verdict)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (target, rule, jobid) DO UPDATE SET"
+            "INSERT INTO alerts (target, rule, jobid, state, since, value, verdict, fired_at,"
+            " cleared_at, last_sent, announced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (target, rule, jobid) DO UPDATE SET"
             " state=excluded.state, since=excluded.since, value=excluded.value,"
-            " verdict=excluded.verdict",
+            " verdict=excluded.verdict, fired_at=excluded.fired_at,"
+            " cleared_at=excluded.cleared_at, last_sent=excluded.last_sent,"
+            " announced=excluded.announced",
             (target, record.rule, record.jobid, record.state, record.since.isoformat(),
-             record.value, json.dumps(record.verdict)),
+             record.value, json.dumps(record.verdict), _time(record.fired_at),
+             _time(record.cleared_at), _time(record.last_sent), int(record.announced)),
         )
 
     def delete_alert(self, target: str, rule: str, jobid: int) -> None:
@@ -278,17 +323,55 @@ class StateStore:
             "SELECT * FROM transitions WHERE target=? ORDER BY id", (target,)
         ).fetchall()
 
+    # Silences
+
+    def add_silence(
+        self, target: str, rule: str | None, job: str | None, now: datetime, ends_at: datetime,
+        reason: str,
+    ) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO silences (target, rule, job, created_at, ends_at, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (target, rule, job, now.isoformat(), ends_at.isoformat(), reason),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def silences(self, target: str, active_at: datetime | None = None) -> list[Silence]:
+        """Return the target's silences, only those not ended at `active_at` when given."""
+        rows = self._db.execute(
+            "SELECT * FROM silences WHERE target=? ORDER BY id", (target,)
+        ).fetchall()
+        silences = [
+            Silence(
+                id=row["id"], rule=row["rule"], job=row["job"],
+                created_at=datetime.fromisoformat(row["created_at"]),
+                ends_at=datetime.fromisoformat(row["ends_at"]), reason=row["reason"],
+            )
+            for row in rows
+        ]
+        if active_at is None:
+            return silences
+        return [silence for silence in silences if silence.ends_at > active_at]
+
+    def remove_silence(self, target: str, silence_id: int) -> bool:
+        """Delete a silence; return False when the target has no silence with that id."""
+        cursor = self._db.execute(
+            "DELETE FROM silences WHERE target=? AND id=?", (target, silence_id)
+        )
+        return cursor.rowcount > 0
+
     # Outbox
 
     def enqueue(
         self, target: str, channel: str, url_key: str, notify_type: str, title: str, body: str,
-        now: datetime,
+        now: datetime, alert_ids: str = "",
     ) -> None:
         self._db.execute(
             "INSERT INTO outbox (target, channel, url_key, notify_type, title, body, created_at,"
-            " next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " next_attempt, alert_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (target, channel, url_key, notify_type, title, body, now.isoformat(),
-             now.isoformat()),
+             now.isoformat(), alert_ids),
         )
 
     def due_notifications(self, target: str, now: datetime) -> list[OutboxEntry]:
@@ -301,6 +384,7 @@ class StateStore:
                 id=row["id"], channel=row["channel"], url_key=row["url_key"],
                 notify_type=row["notify_type"], title=row["title"], body=row["body"],
                 created_at=datetime.fromisoformat(row["created_at"]), attempts=row["attempts"],
+                alert_ids=row["alert_ids"],
             )
             for row in rows
         ]
