@@ -171,7 +171,7 @@ def _still_firing(
         if not previous.announced:
             log.info("alert %r on job %s is no longer muted and still firing; announcing it",
                      rule.name, verdict.job_label)
-            event = _event(cycle, rule, verdict, FIRING, fired_at)
+            event = _event(cycle, rule, verdict, FIRING, fired_at, announced_late=True)
         elif _reminder_due(rule, previous, cycle.now):
             event = _event(cycle, rule, verdict, FIRING, fired_at, reminder=True)
     if event is not None:
@@ -238,6 +238,7 @@ def _cleared_verdict(record: AlertRecord) -> Verdict:
 def _event(
     cycle: _Cycle, rule: Rule, verdict: Verdict, state: str, since: datetime,
     reminder: bool = False,
+    announced_late: bool = False,
 ) -> AlertEvent:
     job: Job | None = cycle.snapshot.jobs.get(verdict.jobid)
     return AlertEvent(
@@ -253,6 +254,7 @@ def _event(
         since=since,
         verdict=verdict,
         reminder=reminder,
+        announced_late=announced_late,
     )
 
 

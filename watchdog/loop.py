@@ -17,6 +17,7 @@ from watchdog.evaluate import evaluate
 from watchdog.models import AlertEvent, Snapshot
 from watchdog.outbox import DeliveryReport, deliver_due, enqueue_events
 from watchdog.rules import RuleSet
+from watchdog.silences import Muting
 from watchdog.snapshot import take_snapshot
 from watchdog.source import PgSource
 from watchdog.state import AlertRecord, StateStore
@@ -67,8 +68,13 @@ class Worker:
         now = snapshot.taken_at
         verdicts = evaluate(self.rules, snapshot, now)
 
+        muting = Muting(
+            now, tuple(self.store.silences(self.target, now)), self.rules.maintenance
+        )
         with self.store.transaction():
-            events = update_alerts(self.store, self.target, self.rules, snapshot, verdicts, now)
+            events = update_alerts(
+                self.store, self.target, self.rules, snapshot, verdicts, now, muting
+            )
             enqueue_events(self.store, self.target, self.rules, events, now)
 
         delivery = deliver_due(self.store, self.target, self.rules, now)

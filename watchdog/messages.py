@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import ClassVar
+from zoneinfo import ZoneInfo
 
 from watchdog.models import AlertEvent, Fact, Severity
 
@@ -71,25 +72,33 @@ def first_error_line(return_message: str | None) -> str:
     return NO_VALUE
 
 
-def render(event: AlertEvent, locale: str) -> tuple[str, str]:
+def render(event: AlertEvent, locale: str, timezone: str = "UTC") -> tuple[str, str]:
     """Render one alert event as a (title, body) pair in the given locale.
 
-    Raises ValueError for a locale outside LOCALES or a state other than
-    "firing" or "resolved".
+    Times are shown in `timezone`, an IANA name. Raises ValueError for a
+    locale outside LOCALES or a state other than "firing" or "resolved".
     """
     texts = _texts_for(locale)
+    zone = ZoneInfo(timezone)
+    suffix = ""
     if event.state == "firing":
         tag = texts.severity_tag(event.severity)
-        lines = _firing_lines(event, texts)
+        lines = _firing_lines(event, texts, zone)
+        suffix = texts.reminder_suffix if event.reminder else ""
     elif event.state == "resolved":
         tag = texts.resolved_tag
-        lines = _resolved_lines(event, texts)
+        lines = _resolved_lines(event, texts, zone)
     else:
         raise ValueError(
             f"invalid alert state {event.state!r}: expected 'firing' or 'resolved'"
         )
-    title = _shorten(f"[{tag}] {event.job_label}: {event.rule}", TITLE_MAX_CHARS)
+    title = _shorten(f"[{tag}] {event.job_label}: {event.rule}{suffix}", TITLE_MAX_CHARS)
     return title, "\n".join(lines)
+
+
+def format_time(moment: datetime, timezone: str = "UTC") -> str:
+    """Format a time as `2024-05-01 13:05:00 MSK` in the given IANA zone."""
+    return _format_timestamp(moment.isoformat(), ZoneInfo(timezone))
 
 
 def render_test(locale: str) -> tuple[str, str]:
@@ -99,7 +108,7 @@ def render_test(locale: str) -> tuple[str, str]:
 
 
 def render_digest(
-    events: Sequence[AlertEvent], locale: str, limit: int = 10
+    events: Sequence[AlertEvent], locale: str, limit: int = 10, timezone: str = "UTC"
 ) -> tuple[str, str]:
     """Render several alert events as one (title, body) pair, worst first.
 
@@ -124,7 +133,7 @@ def render_digest(
     lines: list[str] = []
     used = 0
     for event in ordered[:limit]:
-        event_title, event_body = render(event, locale)
+        event_title, event_body = render(event, locale, timezone)
         summary = event_body.split("\n", 1)[0]
         line = _shorten(f"{event_title} — {summary}", DIGEST_LINE_MAX_CHARS)
         if used + len(line) + 1 > DIGEST_BODY_MAX_CHARS:
@@ -186,16 +195,18 @@ class _MissingRun:
     missed: int | None
 
     @classmethod
-    def from_facts(cls, facts: dict[str, Fact]) -> _MissingRun:
+    def from_facts(cls, facts: dict[str, Fact], zone: tzinfo = UTC) -> _MissingRun:
         if facts.get("schedule") is None or facts.get("expected_at") is None:
             raise _MissingFact("schedule or expected_at")
         missed = facts.get("missed")
         last_start = facts.get("last_start")
         return cls(
             schedule=str(facts["schedule"]),
-            expected_at=_format_timestamp(str(facts["expected_at"])),
+            expected_at=_format_timestamp(str(facts["expected_at"]), zone),
             grace_seconds=_number(facts, "grace_seconds"),
-            last_start=_format_timestamp(last_start) if isinstance(last_start, str) else None,
+            last_start=(
+                _format_timestamp(last_start, zone) if isinstance(last_start, str) else None
+            ),
             cron_timezone=_optional_text(facts, "cron_timezone") or "GMT",
             missed=int(missed) if isinstance(missed, int | float) else None,
         )
@@ -288,6 +299,14 @@ class _Texts:
     def digest_summary(self, total: int, firing: int, resolved: int) -> str:
         raise NotImplementedError
 
+    reminder_suffix = ""
+
+    def firing_for(self, span: str, since: str) -> str:
+        raise NotImplementedError
+
+    def missed_total(self, count: int) -> str:
+        raise NotImplementedError
+
 
 class _English(_Texts):
     resolved_tag = "RESOLVED"
@@ -364,6 +383,15 @@ class _English(_Texts):
     def digest_summary(self, total: int, firing: int, resolved: int) -> str:
         alerts = "alert" if total == 1 else "alerts"
         return f"{total} {alerts}: {firing} firing, {resolved} resolved"
+
+    reminder_suffix = " (reminder)"
+
+    def firing_for(self, span: str, since: str) -> str:
+        return f"Firing for {span}, since {since}"
+
+    def missed_total(self, count: int) -> str:
+        runs = "run was" if count == 1 else "runs were"
+        return f"{count} scheduled {runs} missed while it fired"
 
 
 class _Russian(_Texts):
@@ -477,6 +505,16 @@ class _Russian(_Texts):
         done = plural_ru(resolved, "решённый", "решённых", "решённых")
         return f"{total} {alerts}: {firing} {active}, {resolved} {done}"
 
+    reminder_suffix = " (напоминание)"
+
+    def firing_for(self, span: str, since: str) -> str:
+        return f"Активен уже {span}, с {since}"
+
+    def missed_total(self, count: int) -> str:
+        verb = plural_ru(count, "пропущен", "пропущено", "пропущено")
+        runs = plural_ru(count, "запуск", "запуска", "запусков")
+        return f"За это время {verb} {count} {runs} по расписанию"
+
 
 _TEXTS: dict[str, _Texts] = {"en": _English(), "ru": _Russian()}
 
@@ -492,7 +530,9 @@ def _texts_for(locale: str) -> _Texts:
 # --- Assembling a message ----------------------------------------------------
 
 
-def _summary(kind: str, facts: dict[str, Fact], texts: _Texts) -> list[str]:
+def _summary(
+    kind: str, facts: dict[str, Fact], texts: _Texts, zone: tzinfo = UTC
+) -> list[str]:
     """Describe the verdict's facts in the kind's sentence, or as sorted key=value pairs.
 
     Pairs are used for an unknown kind and for a known kind with a missing fact.
@@ -501,7 +541,7 @@ def _summary(kind: str, facts: dict[str, Fact], texts: _Texts) -> list[str]:
         if kind == "failure_ratio":
             return [texts.failure_ratio(_FailureRatio.from_facts(facts))]
         if kind == "missing_run":
-            return texts.missing_run(_MissingRun.from_facts(facts))
+            return texts.missing_run(_MissingRun.from_facts(facts, zone))
         if kind == "slow_average":
             return [texts.slow_average(_SlowAverage.from_facts(facts))]
     except _MissingFact:
@@ -510,9 +550,14 @@ def _summary(kind: str, facts: dict[str, Fact], texts: _Texts) -> list[str]:
     return [texts.generic(kind, pairs or NO_VALUE)]
 
 
-def _firing_lines(event: AlertEvent, texts: _Texts) -> list[str]:
+def _firing_lines(event: AlertEvent, texts: _Texts, zone: tzinfo) -> list[str]:
     verdict = event.verdict
-    lines = _summary(verdict.kind, verdict.facts, texts)
+    lines = _summary(verdict.kind, verdict.facts, texts, zone)
+    # A reminder, or an announcement delayed by muting, says how long it has fired.
+    if event.reminder or event.announced_late:
+        firing_for = texts.span(_span_parts((event.at - event.since).total_seconds()))
+        since = _format_timestamp(event.since.isoformat(), zone)
+        lines.append(texts.firing_for(firing_for, since))
     if event.database:
         lines.append(texts.database(event.database))
     # A failure alert always shows the error line, even when it is NULL, so the
@@ -524,18 +569,21 @@ def _firing_lines(event: AlertEvent, texts: _Texts) -> list[str]:
     return lines
 
 
-def _resolved_lines(event: AlertEvent, texts: _Texts) -> list[str]:
+def _resolved_lines(event: AlertEvent, texts: _Texts, zone: tzinfo) -> list[str]:
     verdict = event.verdict
     lasted = (event.at - event.since).total_seconds()
     lines = [texts.resolved_after(texts.span(_span_parts(lasted)))]
     if verdict.kind == "missing_run":
         try:
-            current = texts.missing_run_now(_MissingRun.from_facts(verdict.facts))
+            current = texts.missing_run_now(_MissingRun.from_facts(verdict.facts, zone))
         except _MissingFact:
-            current = _summary(verdict.kind, verdict.facts, texts)[0]
+            current = _summary(verdict.kind, verdict.facts, texts, zone)[0]
     else:
-        current = _summary(verdict.kind, verdict.facts, texts)[0]
+        current = _summary(verdict.kind, verdict.facts, texts, zone)[0]
     lines.append(texts.now(current))
+    missed = verdict.facts.get("missed_while_firing")
+    if isinstance(missed, int | float) and missed > 0:
+        lines.append(texts.missed_total(int(missed)))
     if event.database:
         lines.append(texts.database(event.database))
     return lines
@@ -579,15 +627,18 @@ def _decimal(value: float, digits: int, separator: str) -> str:
     return text.replace(".", separator)
 
 
-def _format_timestamp(iso: str) -> str:
-    """Format an ISO 8601 time as `2024-05-01 10:05:00 UTC`, or return unparsable text as is."""
+def _format_timestamp(iso: str, zone: tzinfo = UTC) -> str:
+    """Format an ISO 8601 time in `zone`, such as `2024-05-01 10:05:00 UTC`.
+
+    Unparsable text is returned as it is.
+    """
     try:
         moment = datetime.fromisoformat(iso)
     except ValueError:
         return iso
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _fact_text(value: Fact) -> str:

@@ -167,6 +167,8 @@ class AlertEvent:
     verdict: Verdict
     # True for a repeat_interval reminder of an alert that is still firing.
     reminder: bool = False
+    # True for the first announcement of an alert that fired while muted.
+    announced_late: bool = False
 
     @property
     def alert_id(self) -> str:

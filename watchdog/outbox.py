@@ -8,14 +8,16 @@ back the other URLs of the same channel.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from watchdog import messages, notify
+from watchdog import notify
 from watchdog.channels import Channel
+from watchdog.compose import compose, routed
 from watchdog.models import AlertEvent
 from watchdog.rules import RuleSet
 from watchdog.state import StateStore
@@ -41,26 +43,59 @@ def url_key(url: str) -> str:
 def enqueue_events(
     store: StateStore, target: str, rules: RuleSet, events: list[AlertEvent], now: datetime
 ) -> int:
-    """Render each event per channel locale and store one message per URL; return the count."""
-    rules_by_name = {rule.name: rule for rule in rules.rules}
+    """Compose each channel's messages for the events and store one per URL; return the count.
+
+    A channel gets the events of the rules that notify it, at or above its
+    min_severity, grouped into one message when there are enough of them.
+    """
     count = 0
-    for event in events:
-        rule = rules_by_name.get(event.rule)
-        if rule is None:
-            continue
-        # Stored as the severity or "resolved"; notify maps it to Apprise's type.
-        notify_type = "resolved" if event.state == "resolved" else event.severity.value
-        for channel_name in rule.notify:
-            channel = rules.channels[channel_name]
-            title, body = messages.render(event, channel.locale)
+    for channel_name, channel_events in _events_by_channel(rules, events).items():
+        channel = rules.channels[channel_name]
+        for message in compose(routed(channel_events, channel), channel, rules):
             for url in channel.urls:
-                store.enqueue(target, channel.name, url_key(url), notify_type, title, body, now)
+                # notify_type is the severity or "resolved"; notify maps it to Apprise's type.
+                store.enqueue(target, channel.name, url_key(url), message.notify_type,
+                              message.title, message.body, now, ",".join(message.alert_ids))
                 count += 1
     return count
 
 
+def _events_by_channel(rules: RuleSet, events: list[AlertEvent]) -> dict[str, list[AlertEvent]]:
+    rules_by_name = {rule.name: rule for rule in rules.rules}
+    by_channel: dict[str, list[AlertEvent]] = {}
+    for event in events:
+        rule = rules_by_name.get(event.rule)
+        if rule is None:
+            continue
+        for channel_name in rule.notify:
+            by_channel.setdefault(channel_name, []).append(event)
+    return by_channel
+
+
+def drop_expired(store: StateStore, target: str, max_age: timedelta, now: datetime) -> int:
+    """Delete the messages older than `max_age`, logging each with its alert ids."""
+    dropped = 0
+    for entry in store.notifications(target):
+        if now - entry.created_at < max_age:
+            continue
+        store.delivered(entry.id)
+        dropped += 1
+        log.error(
+            "message %d to channel %r dropped after %d attempts: older than the outbox"
+            " max_age of %s; alerts %s; last error: %s",
+            entry.id, entry.channel, entry.attempts, max_age, entry.alert_ids or "none",
+            entry.last_error or "none",
+        )
+    return dropped
+
+
 def deliver_due(store: StateStore, target: str, rules: RuleSet, now: datetime) -> DeliveryReport:
-    """Send every stored message that is due; reschedule the ones that fail."""
+    """Send every stored message that is due; reschedule the ones that fail.
+
+    A message still undelivered `rules.outbox_max_age` after it was stored is
+    dropped and logged with its alert ids.
+    """
+    drop_expired(store, target, rules.outbox_max_age, now)
     sent = failed = 0
     for entry in store.due_notifications(target, now):
         channel = rules.channels.get(entry.channel)
@@ -72,7 +107,8 @@ def deliver_due(store: StateStore, target: str, rules: RuleSet, now: datetime) -
                 with store.transaction():
                     for new_url in channel.urls:
                         store.enqueue(target, channel.name, url_key(new_url), entry.notify_type,
-                                      entry.title, entry.body, now)
+                                      entry.title, entry.body, entry.created_at,
+                                      entry.alert_ids)
                     store.delivered(entry.id)
                 log.info("message %d re-addressed to the current URLs of channel %r",
                          entry.id, entry.channel)
@@ -82,7 +118,7 @@ def deliver_due(store: StateStore, target: str, rules: RuleSet, now: datetime) -
             failed += 1
             continue
 
-        single = Channel(channel.name, (url,), channel.locale)
+        single = dataclasses.replace(channel, urls=(url,))
         result = notify.send(single, entry.title, entry.body, entry.notify_type)[0]
         if result.ok:
             store.delivered(entry.id)

@@ -126,6 +126,7 @@ class OutboxEntry:
     attempts: int
     # The alerts of the message as "rule/jobid", comma-separated.
     alert_ids: str = ""
+    last_error: str | None = None
 
 
 class StateStore:
@@ -379,12 +380,22 @@ class StateStore:
             "SELECT * FROM outbox WHERE target=? AND next_attempt<=? ORDER BY id",
             (target, now.isoformat()),
         ).fetchall()
+        return self._outbox_entries(rows)
+
+    def notifications(self, target: str) -> list[OutboxEntry]:
+        """Return every stored message of the target, due or not."""
+        rows = self._db.execute(
+            "SELECT * FROM outbox WHERE target=? ORDER BY id", (target,)
+        ).fetchall()
+        return self._outbox_entries(rows)
+
+    def _outbox_entries(self, rows: list[sqlite3.Row]) -> list[OutboxEntry]:
         return [
             OutboxEntry(
                 id=row["id"], channel=row["channel"], url_key=row["url_key"],
                 notify_type=row["notify_type"], title=row["title"], body=row["body"],
                 created_at=datetime.fromisoformat(row["created_at"]), attempts=row["attempts"],
-                alert_ids=row["alert_ids"],
+                alert_ids=row["alert_ids"], last_error=row["last_error"],
             )
             for row in rows
         ]
