@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from watchdog import __version__
+from watchdog.commands import add_parsers, send_test_notifications, silence
 from watchdog.config import Settings, load_settings
 from watchdog.errors import ConfigError, SourceError, WatchdogError
 from watchdog.loop import CycleResult, StopFlag, Worker, run_forever
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("once", parents=[common],
                         help="run one poll cycle; exit 1 when an alert is firing")
     commands.add_parser("run", parents=[common], help="poll until SIGTERM or SIGINT")
+    add_parsers(commands, common)
     return parser
 
 
@@ -67,7 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(settings.log_level)
 
     handlers = {"validate": _validate, "once": _once, "run": _run}
+    with_args = {"silence": silence, "test-notify": send_test_notifications}
     try:
+        if args.command in with_args:
+            return with_args[args.command](settings, args)
         return handlers[args.command](settings)
     except ConfigError as exc:
         return _report_problems(exc)
@@ -95,7 +100,7 @@ def _report_problems(exc: ConfigError) -> int:
 def _validate(settings: Settings) -> int:
     rules = load_rules(settings.rules_file)
     print(f"{settings.rules_file}: valid, {len(rules.rules)} rules,"
-          f" {len(rules.channels)} channels")
+          f" {len(rules.channels)} channels, {len(rules.maintenance)} maintenance windows")
     return EXIT_OK
 
 
