@@ -191,3 +191,70 @@ def test_shipped_example_is_valid() -> None:
                "SMTP_URL": "mailto://127.0.0.1:2525?from=w@example.org&to=o@example.org"}
     rules = load_rules(example, environ)
     assert rules.rules
+
+
+def test_lifecycle_options_parse_with_defaults() -> None:
+    text = CHANNEL + """
+[defaults]
+for = "5m"
+repeat_interval = "0"
+
+[[rules]]
+name = "a"
+kind = "missing_run"
+keep_firing_for = "10m"
+send_resolved = false
+
+[[rules]]
+name = "b"
+kind = "missing_run"
+repeat_interval = "2h"
+"""
+    first, second = parse_rules(text, "rules.toml", {}).rules
+    assert first.for_duration == timedelta(minutes=5)
+    assert first.keep_firing_for == timedelta(minutes=10)
+    assert first.repeat_interval == timedelta(0)
+    assert first.send_resolved is False
+    assert second.repeat_interval == timedelta(hours=2)
+    assert second.send_resolved is True
+
+
+def test_lifecycle_defaults_without_options() -> None:
+    [rule] = parse_rules('[[rules]]\nname = "a"\nkind = "missing_run"\n', "rules.toml", {}).rules
+    assert rule.for_duration == timedelta(0)
+    assert rule.keep_firing_for == timedelta(0)
+    assert rule.repeat_interval == timedelta(hours=4)
+    assert rule.send_resolved is True
+
+
+def test_invalid_lifecycle_options_are_named() -> None:
+    found = problems(
+        '[defaults]\nrepeat_interval = "often"\n'
+        '[[rules]]\nname = "a"\nkind = "missing_run"\nfor = 5\nsend_resolved = "yes"\n'
+    )
+    assert any("defaults, field 'repeat_interval'" in p and "'often'" in p for p in found)
+    assert any("rule #1 'a', field 'for'" in p and "duration" in p for p in found)
+    assert any("field 'send_resolved'" in p and "true or false" in p for p in found)
+
+
+def test_channel_options_are_validated() -> None:
+    found = problems(
+        '[channels.mail]\nurls = ["json://127.0.0.1:9/x"]\nmin_severity = "high"\n'
+        "group_threshold = 0\n"
+    )
+    assert any("channel 'mail', field 'min_severity'" in p and "'high'" in p for p in found)
+    assert any("channel 'mail', field 'group_threshold'" in p for p in found)
+
+
+def test_channel_options_parse() -> None:
+    text = '[channels.mail]\nurls = ["json://127.0.0.1:9/x"]\nmin_severity = "critical"\n'
+    channel = parse_rules(text, "rules.toml", {}).channels["mail"]
+    assert channel.min_severity is Severity.CRITICAL
+    assert channel.group_threshold == 3
+
+
+def test_display_timezone_must_be_iana() -> None:
+    [problem] = problems('display_timezone = "Moscow"\n')
+    assert "display_timezone" in problem
+    assert "'Moscow'" in problem
+    assert "Europe/Moscow" in problem

@@ -33,7 +33,8 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser],
     add.add_argument("--reason", required=True, help="why, shown by `silence list` and logs")
     listing = actions.add_parser("list", parents=[common], help="show silences")
     listing.add_argument("--all", action="store_true", help="include silences that ended")
-    remove = actions.add_parser("remove", parents=[common], help="end a silence now")
+    remove = actions.add_parser("remove", parents=[common],
+                                help="end a silence now; `list --all` still shows it")
     remove.add_argument("id", type=int, help="silence id from `silence list`")
 
     test = commands.add_parser("test-notify", parents=[common],
@@ -49,10 +50,10 @@ def silence(settings: Settings, args: argparse.Namespace) -> int:
             return _silence_add(settings, store, target, args)
         if args.silence_command == "list":
             return _silence_list(store, target, args.all)
-        if not store.remove_silence(target, args.id):
-            raise ConfigError([f"silence {args.id} not found for {target}; run `cron-watchdog"
-                               " silence list` to see the ids"])
-        print(f"silence {args.id} removed")
+        if not store.end_silence(target, args.id, datetime.now(UTC)):
+            raise ConfigError([f"silence {args.id} not found or already ended for {target};"
+                               " run `cron-watchdog silence list` to see the active ids"])
+        print(f"silence {args.id} ended")
         return EXIT_OK
     finally:
         store.close()

@@ -355,10 +355,14 @@ class StateStore:
             return silences
         return [silence for silence in silences if silence.ends_at > active_at]
 
-    def remove_silence(self, target: str, silence_id: int) -> bool:
-        """Delete a silence; return False when the target has no silence with that id."""
+    def end_silence(self, target: str, silence_id: int, now: datetime) -> bool:
+        """End an active silence at `now`, keeping it for `silence list --all`.
+
+        Returns False when the target has no active silence with that id.
+        """
         cursor = self._db.execute(
-            "DELETE FROM silences WHERE target=? AND id=?", (target, silence_id)
+            "UPDATE silences SET ends_at=? WHERE target=? AND id=? AND ends_at>?",
+            (now.isoformat(), target, silence_id, now.isoformat()),
         )
         return cursor.rowcount > 0
 
