@@ -90,7 +90,7 @@ def test_times_follow_display_timezone() -> None:
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
-    """Intercept every request made through `requests` and answer 200."""
+    """Intercept every request made through `requests` and respond 200."""
     calls: list[tuple[str, Any]] = []
 
     def request(session: requests.Session, method: str, url: str, **kwargs: Any) -> Any:
@@ -98,7 +98,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
         calls.append((url, json.loads(data) if isinstance(data, str | bytes) else data))
         response = requests.Response()
         response.status_code = 200
-        # Slack's webhook answers a plain "ok"; Telegram answers JSON.
+        # Slack's webhook responds with a plain "ok", Telegram with JSON.
         response._content = b"ok" if "slack.com" in url else b'{"ok": true}'
         return response
 

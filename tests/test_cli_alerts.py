@@ -139,3 +139,17 @@ def test_test_notify_unknown_channel(env: dict[str, str]) -> None:
     assert result.returncode == 2
     assert "channel 'pager' not found" in result.stderr
     assert "channels: hook, spare" in result.stderr
+
+
+def test_validate_warns_about_silence_of_removed_rule(env: dict[str, str]) -> None:
+    assert cli("silence", "add", "--rule", "job failing", "--for", "1h", "--reason", "x",
+               env=env).returncode == 0
+    rules = Path(env["WATCHDOG_RULES_FILE"])
+    rules.write_text(rules.read_text().replace('name = "job failing"', 'name = "job broken"'))
+
+    result = cli("validate", env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert "0 maintenance windows" in result.stdout
+    assert "warning: silence 1 names rule 'job failing'" in result.stderr
+    assert "silence remove 1" in result.stderr

@@ -228,7 +228,7 @@ def test_silence_added_while_firing_mutes_reminders(
     assert kinds(events) == ["reminder"]
 
 
-def test_alert_fired_under_silence_is_announced_when_it_ends(
+def test_silenced_firing_announced_at_end(
     clock_factory: list[Clock], state_file: Path
 ) -> None:
     clock = make_clock(clock_factory, state_file, ruleset())
@@ -248,7 +248,7 @@ def test_alert_fired_under_silence_is_announced_when_it_ends(
     assert clock.states() == [("ok", "firing")]
 
 
-def test_alert_resolved_under_silence_sends_nothing_if_never_announced(
+def test_silenced_resolve_sends_nothing(
     clock_factory: list[Clock], state_file: Path
 ) -> None:
     clock = make_clock(clock_factory, state_file, ruleset())

@@ -160,7 +160,7 @@ def test_outbox_retry_after_receiver_returns(
     assert first.waiting == 2
     http_receiver.wait_for(2)
 
-    # Not due yet: backoff holds both messages back.
+    # Not due yet, because backoff delays both messages.
     early = outbox.deliver_due(store, TARGET, rules, NOW + timedelta(seconds=5))
     assert early.sent == 0
     assert len(http_receiver.requests) == 2

@@ -6,8 +6,8 @@ alert whose condition clears stays firing for `keep_firing_for`; a still
 firing alert is announced again every `repeat_interval`.
 
 Messages are stored for transitions and reminders, never for a state, so a
-restart or a second `once` does not repeat them: the stored state already
-says "firing" and when the last message went out. A muted alert (silence or
+restart or a second `once` does not repeat them, because the stored state
+records "firing" and when the last message went out. A muted alert (silence or
 maintenance window) changes state as usual but stores no message; if it is
 still firing when the muting ends, it is announced then.
 """
@@ -38,7 +38,7 @@ MISSED_WHILE_FIRING = "missed_while_firing"
 
 @dataclass(frozen=True)
 class _Cycle:
-    """What every step of one update needs."""
+    """Shared context of one update: store, target, snapshot, time and muting."""
 
     store: StateStore
     target: str
@@ -66,8 +66,8 @@ def update_alerts(
 ) -> list[AlertEvent]:
     """Apply this cycle's verdicts to the stored alerts; return the events to announce.
 
-    An alert whose rule or job no longer exists is resolved quietly: nobody
-    needs a "resolved" message for a job that was unscheduled on purpose.
+    An alert whose rule or job no longer exists is closed quietly, because a
+    "resolved" message for a job unscheduled on purpose only adds noise.
     """
     cycle = _Cycle(store, target, snapshot, now, muting or Muting(now))
     stored = store.alerts(target)
@@ -139,7 +139,7 @@ def _start_pending(cycle: _Cycle, rule: Rule, verdict: Verdict) -> None:
                          dataclasses.asdict(verdict))
     _save(cycle, record)
     cycle.transition(rule.name, verdict.jobid, OK, PENDING, verdict.value)
-    log.info("alert %r on job %s is pending: fires if the condition holds for %s",
+    log.info("alert %r on job %s is pending: fires if the condition stays true for %s",
              rule.name, verdict.job_label, rule.for_duration)
 
 

@@ -9,7 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from watchdog import __version__
-from watchdog.commands import add_parsers, send_test_notifications, silence
+from watchdog.commands import (
+    add_parsers,
+    send_test_notifications,
+    silence,
+    silence_warnings,
+)
 from watchdog.config import Settings, load_settings
 from watchdog.errors import ConfigError, SourceError, WatchdogError
 from watchdog.loop import CycleResult, StopFlag, Worker, run_forever
@@ -101,6 +106,8 @@ def _validate(settings: Settings) -> int:
     rules = load_rules(settings.rules_file)
     print(f"{settings.rules_file}: valid, {len(rules.rules)} rules,"
           f" {len(rules.channels)} channels, {len(rules.maintenance)} maintenance windows")
+    for warning in silence_warnings(settings, rules):
+        print(warning, file=sys.stderr)
     return EXIT_OK
 
 

@@ -66,6 +66,28 @@ def _target(settings: Settings) -> str:
     return target_name(settings.database_url)
 
 
+def silence_warnings(settings: Settings, rules: RuleSet) -> list[str]:
+    """Return a warning per active silence whose rule is not in the rules file.
+
+    Only an existing state file is read, so `validate` never creates one.
+    """
+    if not settings.database_url or not settings.state_path.is_file():
+        return []
+    names = {rule.name for rule in rules.rules}
+    store = StateStore(settings.state_path)
+    try:
+        active = store.silences(_target(settings), datetime.now(UTC))
+    finally:
+        store.close()
+    return [
+        f"warning: silence {item.id} names rule {item.rule!r}, which is not in"
+        f" {rules.source}, so it mutes nothing; end it with `cron-watchdog silence remove"
+        f" {item.id}`"
+        for item in active
+        if item.rule is not None and item.rule not in names
+    ]
+
+
 def _silence_add(
     settings: Settings, store: StateStore, target: str, args: argparse.Namespace
 ) -> int:

@@ -553,7 +553,7 @@ def _summary(
 def _firing_lines(event: AlertEvent, texts: _Texts, zone: tzinfo) -> list[str]:
     verdict = event.verdict
     lines = _summary(verdict.kind, verdict.facts, texts, zone)
-    # A reminder, or an announcement delayed by muting, says how long it has fired.
+    # A reminder, or an announcement delayed by muting, shows how long it has fired.
     if event.reminder or event.announced_late:
         firing_for = texts.span(_span_parts((event.at - event.since).total_seconds()))
         since = _format_timestamp(event.since.isoformat(), zone)

@@ -91,7 +91,7 @@ class AlertRecord:
     verdict: dict[str, object]
     # When the alert last started firing; None unless the state is firing.
     fired_at: datetime | None = None
-    # When a firing alert's condition cleared, while keep_firing_for holds it.
+    # When a firing alert's condition cleared, while keep_firing_for keeps it firing.
     cleared_at: datetime | None = None
     # When the last firing message or reminder was stored for sending.
     last_sent: datetime | None = None
