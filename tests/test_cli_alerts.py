@@ -74,7 +74,7 @@ def test_silence_rejects_bad_input(env: dict[str, str]) -> None:
     unknown = cli("silence", "add", "--rule", "no such", "--for", "1h", "--reason", "x",
                   env=env)
     assert unknown.returncode == 2
-    assert "--rule 'no such': no such rule" in unknown.stderr
+    assert "--rule 'no such': rule not found" in unknown.stderr
     assert "'job failing'" in unknown.stderr
 
     bad_duration = cli("silence", "add", "--for", "2 hours", "--reason", "x", env=env)

@@ -111,7 +111,8 @@ def _check_rule(rules: RuleSet, name: str) -> None:
     names = [rule.name for rule in rules.rules]
     if name not in names:
         known = ", ".join(repr(known) for known in names) or "none"
-        raise ConfigError([f"--rule {name!r}: no such rule in {rules.source}; rules: {known}"])
+        raise ConfigError([f"--rule {name!r}: rule not found in {rules.source}; rules:"
+                           f" {known}"])
 
 
 def _silence_list(store: StateStore, target: str, show_all: bool) -> int:
@@ -139,7 +140,7 @@ def _time(moment: datetime) -> str:
 
 
 def send_test_notifications(settings: Settings, args: argparse.Namespace) -> int:
-    """Send the test message to each channel (or one); exit 2 when any URL failed."""
+    """Send the test message to each channel (or one); return 2 when any URL failed."""
     rules = load_rules(settings.rules_file)
     channels = list(rules.channels.values())
     if args.channel is not None:
