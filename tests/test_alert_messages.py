@@ -4,6 +4,7 @@ and special characters through the whole path to Telegram and Slack payloads."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -77,6 +78,25 @@ def test_resolve_counts_missed_runs(count: int, english: str, russian: str) -> N
     event = missing_event("resolved", facts={"missed_while_firing": count})
     assert english in render(event, "en")[1].split("\n")
     assert russian in render(event, "ru")[1].split("\n")
+
+
+def test_last_run_line_in_both_locales() -> None:
+    event = dataclasses.replace(
+        missing_event(), schedule="*/5 * * * *", last_run_at=NOW - timedelta(minutes=7),
+        last_run_seconds=12.5,
+    )
+    english = render(event, "en", "Europe/Berlin")[1].split("\n")
+    russian = render(event, "ru")[1].split("\n")
+    assert ('Last run: started 2025-05-05 13:53:00 CEST, took 12.5 s; schedule "*/5 * * * *"'
+            in english)
+    assert ('Последний запуск: начат 2025-05-05 11:53:00 UTC, длился 12,5 с; расписание'
+            ' "*/5 * * * *"' in russian)
+
+
+def test_last_run_without_end_shows_dash() -> None:
+    event = dataclasses.replace(missing_event(), schedule="@hourly", last_run_at=NOW)
+    assert 'Last run: started 2025-05-05 12:00:00 UTC, took —; schedule "@hourly"' in render(
+        event, "en")[1].split("\n")
 
 
 def test_times_follow_display_timezone() -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from factories import NOW, job, snapshot
+from factories import NOW, job, run, snapshot
 
 from watchdog.alerts import update_alerts
 from watchdog.maintenance import parse_maintenance
@@ -288,3 +288,20 @@ def test_maintenance_window_mutes_matching_jobs(
     later = NOW + 31 * MINUTE
     [late] = clock.step(True, after=30 * MINUTE, muting=Muting(later, windows=windows))
     assert late.announced_late is True
+
+
+def test_event_carries_schedule_and_last_run(
+    clock_factory: list[Clock], state_file: Path
+) -> None:
+    clock = make_clock(clock_factory, state_file, ruleset())
+    runs = [run(11, jobid=JOB.jobid, ago=timedelta(minutes=9), duration=3.0),
+            run(12, jobid=JOB.jobid, ago=timedelta(minutes=4), duration=1.5)]
+    with_runs = snapshot([JOB], runs)
+
+    with clock.store.transaction():
+        [event] = update_alerts(clock.store, TARGET, clock.rules, with_runs, [verdict(True)],
+                                NOW, None)
+
+    assert event.schedule == JOB.schedule
+    assert event.last_run_at == NOW - timedelta(minutes=4)
+    assert event.last_run_seconds == 1.5

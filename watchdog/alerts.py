@@ -241,6 +241,9 @@ def _event(
     announced_late: bool = False,
 ) -> AlertEvent:
     job: Job | None = cycle.snapshot.jobs.get(verdict.jobid)
+    runs = cycle.snapshot.runs_of(verdict.jobid)
+    last_run = max(runs, key=lambda run: run.runid) if runs else None
+    duration = last_run.duration if last_run else None
     return AlertEvent(
         target=cycle.target,
         rule=rule.name,
@@ -255,6 +258,9 @@ def _event(
         verdict=verdict,
         reminder=reminder,
         announced_late=announced_late,
+        schedule=job.schedule if job else None,
+        last_run_at=last_run.started if last_run else None,
+        last_run_seconds=duration.total_seconds() if duration is not None else None,
     )
 
 

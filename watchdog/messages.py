@@ -301,6 +301,9 @@ class _Texts:
 
     reminder_suffix = ""
 
+    def last_run(self, started: str, took: str, schedule: str) -> str:
+        raise NotImplementedError
+
     def firing_for(self, span: str, since: str) -> str:
         raise NotImplementedError
 
@@ -385,6 +388,9 @@ class _English(_Texts):
         return f"{total} {alerts}: {firing} firing, {resolved} resolved"
 
     reminder_suffix = " (reminder)"
+
+    def last_run(self, started: str, took: str, schedule: str) -> str:
+        return f'Last run: started {started}, took {took}; schedule "{schedule}"'
 
     def firing_for(self, span: str, since: str) -> str:
         return f"Firing for {span}, since {since}"
@@ -507,6 +513,9 @@ class _Russian(_Texts):
 
     reminder_suffix = " (напоминание)"
 
+    def last_run(self, started: str, took: str, schedule: str) -> str:
+        return f'Последний запуск: начат {started}, длился {took}; расписание "{schedule}"'
+
     def firing_for(self, span: str, since: str) -> str:
         return f"Активен уже {span}, с {since}"
 
@@ -560,6 +569,11 @@ def _firing_lines(event: AlertEvent, texts: _Texts, zone: tzinfo) -> list[str]:
         lines.append(texts.firing_for(firing_for, since))
     if event.database:
         lines.append(texts.database(event.database))
+    if event.last_run_at is not None:
+        took = NO_VALUE if event.last_run_seconds is None else texts.seconds(
+            event.last_run_seconds)
+        started = _format_timestamp(event.last_run_at.isoformat(), zone)
+        lines.append(texts.last_run(started, took, event.schedule or NO_VALUE))
     # A failure alert always shows the error line, even when it is NULL, so the
     # reader knows pg_cron stored no message.
     if verdict.kind == "failure_ratio" or verdict.last_error is not None:

@@ -169,6 +169,10 @@ class AlertEvent:
     reminder: bool = False
     # True for the first announcement of an alert that fired while muted.
     announced_late: bool = False
+    # The job's schedule and its newest run, for the message body; None when unknown.
+    schedule: str | None = None
+    last_run_at: datetime | None = None
+    last_run_seconds: float | None = None
 
     @property
     def alert_id(self) -> str:
