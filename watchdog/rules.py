@@ -21,21 +21,45 @@ from watchdog.channels import Channel
 from watchdog.durations import DURATION_FORM, parse_duration
 from watchdog.errors import ConfigError
 from watchdog.models import Job, Severity
+from watchdog.schedules import ScheduleError, parse_schedule
 
 LOCALES = ("en", "ru")
 KINDS = ("failure_ratio", "missing_run", "slow_average")
 SEVERITIES = tuple(severity.value for severity in Severity)
 
-_COMMON_KEYS = {"name", "kind", "jobs", "exclude", "severity", "notify"}
+_COMMON_KEYS = {"name", "kind", "jobs", "exclude", "severity", "notify", "remediate"}
 _KIND_KEYS: dict[str, set[str]] = {
     "failure_ratio": {"window", "threshold", "min_runs"},
     "missing_run": {"grace"},
     "slow_average": {"window", "max_duration", "min_runs"},
 }
-_TOP_KEYS = {"locale", "channels", "defaults", "rules"}
+_TOP_KEYS = {"locale", "channels", "defaults", "rules", "remediation"}
 _CHANNEL_KEYS = {"urls", "locale"}
 _DEFAULT_KEYS = {"notify", "severity"}
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+REMEDIATION_MODES = ("off", "dry-run", "on")
+REMEDIATION_ACTIONS = ("pause", "reschedule", "unschedule")
+_REMEDIATION_KEYS = {"mode", "max_actions_per_hour"}
+_REMEDIATE_KEYS = {"action", "schedule", "revert_on_resolve"}
+
+
+@dataclass(frozen=True)
+class RemediationSettings:
+    """The `[remediation]` table: whether actions run, and how many per hour at most."""
+
+    mode: str = "dry-run"
+    max_actions_per_hour: int = 5
+
+
+@dataclass(frozen=True)
+class Remediate:
+    """A rule's `remediate` table: the action taken when its alert starts firing."""
+
+    action: str
+    schedule: str | None = None
+    revert_on_resolve: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,6 +77,7 @@ class Rule:
     min_runs: int = 3
     grace: timedelta = timedelta(minutes=2)
     max_duration: timedelta = timedelta(0)
+    remediate: Remediate | None = None
 
     def selects(self, job: Job) -> bool:
         """Tell whether the rule applies to the job by its jobname globs."""
@@ -75,6 +100,7 @@ class RuleSet:
     channels: Mapping[str, Channel] = field(default_factory=dict)
     locale: str = "en"
     source: str = ""
+    remediation: RemediationSettings = field(default_factory=RemediationSettings)
 
     @property
     def lookback(self) -> timedelta:
@@ -125,10 +151,11 @@ def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> RuleSet:
     channels = _parse_channels(data.get("channels", {}), locale, environ, problems)
     defaults = _parse_defaults(data.get("defaults", {}), channels, problems)
     rules = _parse_rule_list(data.get("rules", []), defaults, channels, problems)
+    remediation = _parse_remediation(data.get("remediation", {}), problems)
 
     if problems.items:
         raise ConfigError(problems.items)
-    return RuleSet(tuple(rules), channels, locale, source)
+    return RuleSet(tuple(rules), channels, locale, source, remediation)
 
 
 def _allowed(keys: set[str]) -> str:
@@ -288,6 +315,8 @@ def _parse_rule(
             else defaults.notify
         ),
     }
+    if "remediate" in table:
+        values["remediate"] = _parse_remediate(table["remediate"], where("remediate"), problems)
     values.update(_KIND_DEFAULTS.get(kind, {}))
     for key, parse in _FIELD_PARSERS[kind].items():
         if key in table:
@@ -298,6 +327,72 @@ def _parse_rule(
         elif key in _REQUIRED[kind]:
             problems.add(where(key), f"required for kind {kind}: {_REQUIRED[kind][key]}")
     return Rule(**values)
+
+
+def _parse_remediation(raw: Any, problems: _Problems) -> RemediationSettings:
+    if not isinstance(raw, dict):
+        problems.add("remediation", 'must be a table: [remediation] with mode = "dry-run"')
+        return RemediationSettings()
+    for key in sorted(set(raw) - _REMEDIATION_KEYS):
+        problems.add("remediation", f"unknown key {key!r}; allowed: {_allowed(_REMEDIATION_KEYS)}")
+    mode = raw.get("mode", "dry-run")
+    if mode not in REMEDIATION_MODES:
+        problems.add("remediation, field 'mode'",
+                     f"{mode!r} is not one of {', '.join(REMEDIATION_MODES)}")
+        mode = "dry-run"
+    cap = raw.get("max_actions_per_hour", RemediationSettings.max_actions_per_hour)
+    try:
+        cap = _count(cap)
+    except ValueError as exc:
+        problems.add("remediation, field 'max_actions_per_hour'", str(exc))
+        cap = RemediationSettings.max_actions_per_hour
+    return RemediationSettings(mode, cap)
+
+
+def _parse_remediate(raw: Any, where: str, problems: _Problems) -> Remediate | None:
+    """Validate `remediate = { action = ..., schedule = ..., revert_on_resolve = ... }`."""
+    if not isinstance(raw, dict):
+        problems.add(where, 'must be a table such as { action = "pause" }')
+        return None
+    for key in sorted(set(raw) - _REMEDIATE_KEYS):
+        problems.add(where, f"unknown key {key!r}; allowed: {_allowed(_REMEDIATE_KEYS)}")
+
+    action = raw.get("action")
+    if action not in REMEDIATION_ACTIONS:
+        problems.add(f"{where}, key 'action'",
+                     f"{action!r} is not one of {', '.join(REMEDIATION_ACTIONS)}")
+        return None
+    schedule = raw.get("schedule")
+    if action == "reschedule":
+        schedule = _reschedule_target(schedule, f"{where}, key 'schedule'", problems)
+    elif schedule is not None:
+        problems.add(f"{where}, key 'schedule'",
+                     f"only action reschedule takes a schedule; remove it for {action}")
+        schedule = None
+
+    revert = raw.get("revert_on_resolve", False)
+    if not isinstance(revert, bool):
+        problems.add(f"{where}, key 'revert_on_resolve'", f"{revert!r} must be true or false")
+        revert = False
+    if revert and action == "unschedule":
+        # The job is gone, so its alert resolves quietly and there is nothing to revert on.
+        problems.add(f"{where}, key 'revert_on_resolve'",
+                     "cannot be used with unschedule; re-create the job with"
+                     " `cron-watchdog restore JOBID` instead")
+        revert = False
+    return Remediate(action, schedule, revert)
+
+
+def _reschedule_target(raw: Any, where: str, problems: _Problems) -> str | None:
+    if not isinstance(raw, str):
+        problems.add(where, "required for reschedule: a pg_cron schedule such as \"*/5 * * * *\"")
+        return None
+    try:
+        parse_schedule(raw)
+    except ScheduleError as exc:
+        problems.add(where, str(exc))
+        return None
+    return raw
 
 
 def _globs(raw: Any, where: str, problems: _Problems) -> tuple[str, ...]:
