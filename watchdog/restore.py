@@ -36,9 +36,9 @@ RESTORE_MODE = "restore"
 
 
 def find_action(store: StateStore, target: str, job_ref: str) -> ActionRecord:
-    """Return the newest action on the job (jobid or jobname) that changed it and is not undone."""
+    """Return the newest action that changed the job, found by jobid or jobname."""
     for record in store.actions(target, limit=10_000):
-        if record.outcome != DONE or record.reverts is not None or record.reverted_by is not None:
+        if record.outcome != DONE or record.reverts is not None:
             continue
         if record.action not in ("pause", "reschedule", "unschedule"):
             continue
@@ -52,14 +52,26 @@ def find_action(store: StateStore, target: str, job_ref: str) -> ActionRecord:
 
 
 def restore(store: StateStore, source: PgSource, job_ref: str, dry_run: bool) -> str:
-    """Undo the newest open action on the job; return a sentence saying what was done.
+    """Undo the newest action on the job; return a sentence saying what was done.
 
+    An action that was undone already is left alone, and the sentence says so.
     With `dry_run`, nothing changes and the sentence gives the SQL call that would run.
     """
     record = find_action(store, source.target, job_ref)
+    if record.reverted_by is not None:
+        return _handled_before(store, record, record.reverted_by)
     if record.action == "unschedule":
         return _recreate(store, source, record, dry_run)
     return _resume(store, source, record, dry_run)
+
+
+def _handled_before(store: StateStore, record: ActionRecord, by_id: int) -> str:
+    subject = f"the {record.action} of job {record.job_label} (jobid {record.jobid}, #{record.id})"
+    later = store.action(by_id)
+    if later is not None and later.outcome == CHANGED:
+        return (f"{subject} was not undone: action #{by_id} found the job changed by hand"
+                f" afterwards and left it ({later.error}); nothing changed")
+    return f"{subject} was already undone by action #{by_id}; nothing changed"
 
 
 def _resume(store: StateStore, source: PgSource, record: ActionRecord, dry_run: bool) -> str:

@@ -382,6 +382,10 @@ class StateStore:
         ).fetchall()
         return [_action(row) for row in rows]
 
+    def action(self, action_id: int) -> ActionRecord | None:
+        row = self._db.execute("SELECT * FROM actions WHERE id=?", (action_id,)).fetchone()
+        return _action(row) if row else None
+
     def open_action(
         self, target: str, jobid: int, rule: str | None = None
     ) -> ActionRecord | None:
