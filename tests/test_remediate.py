@@ -518,3 +518,88 @@ def test_restored_job_runs_again(
         time.sleep(1)
     assert finished == ("succeeded", "1 row")
 
+
+
+def run_cli(*args: str, state: Path, dsn: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "watchdog.cli", *args], capture_output=True, text=True,
+        timeout=60, env={**os.environ, "WATCHDOG_DATABASE_URL": dsn,
+                         "WATCHDOG_STATE_PATH": str(state)},
+    )
+
+
+def test_actions_and_restore_commands(
+    pg: Conn, pg_cluster: PgCronCluster, http_receiver: HttpReceiver, tmp_path: Path,
+    bystander: int,
+) -> None:
+    rules = make_rules(http_receiver, '{ action = "pause" }')
+    state = tmp_path / "state.sqlite3"
+    jobid = schedule_job(pg, "sync-orders")
+    fail_runs(pg, jobid)
+    cycle(pg_cluster.dsn, rules, state)
+
+    listed = run_cli("actions", state=state, dsn=pg_cluster.dsn)
+    assert listed.returncode == 0, listed.stderr
+    [line] = listed.stdout.splitlines()
+    assert f"job sync-orders (jobid {jobid})  pause [on] done" in line
+    assert line.endswith(f"undo: cron-watchdog restore {jobid}")
+
+    preview = run_cli("restore", str(jobid), "--dry-run", state=state, dsn=pg_cluster.dsn)
+    assert preview.returncode == 0, preview.stderr
+    assert preview.stdout.strip() == (
+        f"would run on job sync-orders (jobid {jobid}):"
+        f" SELECT cron.alter_job(job_id := {jobid}, active := true)"
+    )
+    row = job_row(pg, jobid)
+    assert row is not None and row[5] is False
+
+    restored = run_cli("restore", "sync-orders", state=state, dsn=pg_cluster.dsn)
+    assert restored.returncode == 0, restored.stderr
+    row = job_row(pg, jobid)
+    assert row is not None and row[5] is True
+
+    again = run_cli("restore", "sync-orders", state=state, dsn=pg_cluster.dsn)
+    assert again.returncode == 0, again.stderr
+    assert "was already undone by action #2; nothing changed" in again.stdout
+
+    listed = run_cli("actions", state=state, dsn=pg_cluster.dsn)
+    newest, oldest = listed.stdout.splitlines()
+    assert "resume [restore] done  rule '(cli)'" in newest
+    assert oldest.endswith("undone by #2")
+
+
+def test_restore_unknown_job_exits_with_error(pg_cluster: PgCronCluster, tmp_path: Path) -> None:
+    result = run_cli("restore", "nosuch", state=tmp_path / "state.sqlite3", dsn=pg_cluster.dsn)
+    assert result.returncode == 2
+    assert "no remediation action to undo for job 'nosuch'" in result.stderr
+    assert "cron-watchdog actions" in result.stderr
+
+
+def test_restore_of_other_roles_job_needs_superuser(
+    pg: Conn, pg_cluster: PgCronCluster, http_receiver: HttpReceiver, tmp_path: Path,
+    bystander: int,
+) -> None:
+    rules = make_rules(http_receiver, UNSCHEDULE)
+    state = tmp_path / "state.sqlite3"
+    jobid = schedule_job(pg, "sync-orders")
+    fail_runs(pg, jobid)
+    cycle(pg_cluster.dsn, rules, state)
+
+    dsn = pg_cluster.create_role("restore_helper", "secret-pw")
+    pg.execute("GRANT USAGE ON SCHEMA cron TO restore_helper")
+    pg.execute("GRANT EXECUTE ON FUNCTION cron.schedule_in_database TO restore_helper")
+    try:
+        result = run_cli("restore", str(jobid), state=state, dsn=dsn)
+    finally:
+        pg.execute("REVOKE ALL ON SCHEMA cron FROM restore_helper")
+        pg.execute("REVOKE EXECUTE ON FUNCTION cron.schedule_in_database FROM restore_helper")
+        pg.execute("DROP ROLE restore_helper")
+
+    assert result.returncode == 2
+    assert "cron.schedule_in_database(job_name := 'sync-orders'" in result.stderr
+    assert "owned by postgres" in result.stderr
+    assert "must be superuser to create a job for another role" in result.stderr
+    assert "run the restore as a superuser" in result.stderr
+    assert "secret-pw" not in result.stderr
+    assert pg.execute("SELECT count(*) FROM cron.job WHERE jobname = 'sync-orders'"
+                      ).fetchone() == (0,)

@@ -60,9 +60,15 @@ def restore(store: StateStore, source: PgSource, job_ref: str, dry_run: bool) ->
     record = find_action(store, source.target, job_ref)
     if record.reverted_by is not None:
         return _handled_before(store, record, record.reverted_by)
-    if record.action == "unschedule":
+    if record.action != "unschedule":
+        return _resume(store, source, record, dry_run)
+    try:
         return _recreate(store, source, record, dry_run)
-    return _resume(store, source, record, dry_run)
+    except psycopg.Error as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise RemediationError(
+            f"restoring job {record.job_label} (jobid {record.jobid}) failed: {first_line}"
+        ) from exc
 
 
 def _handled_before(store: StateStore, record: ActionRecord, by_id: int) -> str:
@@ -103,14 +109,20 @@ def _recreate(store: StateStore, source: PgSource, record: ActionRecord, dry_run
     saved = record.before
     if saved is None:
         raise RemediationError(f"action {record.id} stored no job definition to re-create")
-    try:
-        with source.write_transaction() as cur:
-            created, statement = _schedule_saved(cur, saved, dry_run)
-    except psycopg.Error as exc:
-        role = _current_role(source)
-        raise RemediationError(describe_failure(exc, saved, role, "cron.schedule")) from exc
-    if created is None:
-        return f"would run: {statement}"
+    with source.write_transaction() as cur:
+        cur.execute("SELECT current_user AS role, current_database() AS db")
+        row = cur.fetchone()
+        assert row is not None
+        own = saved.username == row["role"] and saved.database == row["db"]
+        query, params, statement = _schedule_call(saved, own)
+        if dry_run:
+            return f"would run: {statement}"
+        try:
+            created = _schedule_saved(cur, saved, own, query, params)
+        except psycopg.Error as exc:
+            raise RemediationError(
+                describe_failure(exc, saved, str(row["role"]), statement)
+            ) from exc
 
     _store(store, source.target, record, "restore", statement, DONE, None, after=created)
     return (f"re-created job {created.label} as jobid {created.jobid} (was jobid {saved.jobid}):"
@@ -118,20 +130,13 @@ def _recreate(store: StateStore, source: PgSource, record: ActionRecord, dry_run
 
 
 def _schedule_saved(
-    cur: psycopg.Cursor[dict[str, Any]], saved: Job, dry_run: bool
-) -> tuple[Job | None, str]:
-    """Schedule the saved job again unless it exists; return the new job (None on a dry run)."""
-    cur.execute("SELECT current_user AS role, current_database() AS db")
-    row = cur.fetchone()
-    assert row is not None
-    own = saved.username == row["role"] and saved.database == row["db"]
-    query, params, statement = _schedule_call(saved, own)
-    if dry_run:
-        return None, statement
+    cur: psycopg.Cursor[dict[str, Any]], saved: Job, own: bool, query: str,
+    params: tuple[object, ...],
+) -> Job:
+    """Schedule the saved job again unless it exists; return the new job."""
     if in_recovery(cur):
         raise RemediationError("the server is a standby (pg_is_in_recovery()); connect to the"
                                " primary to restore a job")
-
     _refuse_existing(cur, saved)
     cur.execute(query, params)
     created = cur.fetchone()
@@ -142,7 +147,7 @@ def _schedule_saved(
         cur.execute("SELECT cron.alter_job(job_id := %s, active := false)", (jobid,))
     job = lock_and_read(cur, jobid)
     assert job is not None
-    return job, statement
+    return job
 
 
 def _schedule_call(saved: Job, own: bool) -> tuple[str, tuple[object, ...], str]:
