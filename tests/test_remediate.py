@@ -99,7 +99,7 @@ def recover(conn: Conn, jobid: int) -> None:
 
 @pytest.fixture
 def bystander(pg: Conn) -> int:
-    """A job no rule selects, so the role always sees at least one job."""
+    """A job that no rule selects, so the role always has at least one visible job."""
     return schedule_job(pg, "keep-me")
 
 
@@ -319,7 +319,7 @@ def wait_for_lock_waiters(conn: Conn, count: int, timeout: float = 20) -> None:
     raise AssertionError(f"fewer than {count} sessions waited on the job's advisory lock")
 
 
-def test_job_changed_by_hand_before_action_is_left_alone(
+def test_hand_edit_before_action_wins(
     pg: Conn, pg_cluster: PgCronCluster, http_receiver: HttpReceiver, tmp_path: Path,
     bystander: int,
 ) -> None:
@@ -423,7 +423,7 @@ def test_role_without_rights_fails_clearly(
     bystander: int,
 ) -> None:
     dsn = pg_cluster.create_role("remediate_viewer", "secret-pw")
-    # It sees every job but owns none, as a monitoring role with BYPASSRLS would.
+    # The role reads every job but owns none, like a monitoring role with BYPASSRLS.
     pg.execute("ALTER ROLE remediate_viewer BYPASSRLS")
     pg.execute("GRANT USAGE ON SCHEMA cron TO remediate_viewer")
     pg.execute("GRANT EXECUTE ON FUNCTION cron.alter_job TO remediate_viewer")

@@ -95,7 +95,9 @@ def lock_key(jobid: int) -> int:
 
 
 def apply_change(source: PgSource, change: Change, role: str) -> ChangeResult:
-    """Apply a change if the job still has the expected definition; never raise for PostgreSQL.
+    """Apply a change if the job still has the expected definition.
+
+    PostgreSQL and connection errors are returned as a failed outcome, not raised.
 
     Outcomes: done, already (the job has the target definition), changed (it
     has neither), gone (no such jobid), standby (the server is in recovery)

@@ -72,8 +72,8 @@ class Worker:
         with self.store.transaction():
             events = update_alerts(self.store, self.target, self.rules, snapshot, verdicts, now)
             # NOTE: a crash between an action's PostgreSQL commit and this SQLite
-            # commit loses the action's log row; the next cycle then finds the job
-            # already changed and logs "already". The INFO log line keeps the SQL.
+            # commit loses the action's log row. The next cycle then finds the job
+            # already changed and logs "already", and only the INFO log keeps the SQL.
             events = remediate_events(self.store, self.source, self.rules, snapshot, events)
             enqueue_events(self.store, self.target, self.rules, events, now)
 

@@ -60,7 +60,7 @@ def undo_command(jobid: int) -> str:
 
 @dataclass
 class _Cycle:
-    """What every decision of one cycle needs."""
+    """The store, source, rules and snapshot that every decision of one cycle uses."""
 
     store: StateStore
     source: PgSource

@@ -54,7 +54,7 @@ def find_action(store: StateStore, target: str, job_ref: str) -> ActionRecord:
 def restore(store: StateStore, source: PgSource, job_ref: str, dry_run: bool) -> str:
     """Undo the newest action on the job; return a sentence saying what was done.
 
-    An action that was undone already is left alone, and the sentence says so.
+    An action that was undone already is left alone, and the sentence reports that.
     With `dry_run`, nothing changes and the sentence gives the SQL call that would run.
     """
     record = find_action(store, source.target, job_ref)
@@ -167,7 +167,7 @@ def _schedule_call(saved: Job, own: bool) -> tuple[str, tuple[object, ...], str]
             f" command := {quote(saved.command)})",
         )
     # NOTE: pg_cron 1.4 requires a job_name here, so an unnamed job of another
-    # role or database cannot be re-created this way; the error says so.
+    # role or database cannot be re-created this way, and pg_cron raises an error.
     name = saved.jobname or ""
     return (
         "SELECT cron.schedule_in_database(job_name := %s, schedule := %s, command := %s,"

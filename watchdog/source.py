@@ -129,8 +129,8 @@ class PgSource:
     def write_transaction(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
         """Open a short read-write transaction for remediation, with statement and lock timeouts.
 
-        psycopg errors are passed on for the caller to describe with the job
-        it acted on; a lost connection is also closed so the next use reconnects.
+        psycopg errors are raised for the caller, which describes them with the
+        job it acted on. A lost connection is also closed, so the next use reconnects.
         """
         conn = self._connect()
         try:
