@@ -282,7 +282,7 @@ def test_cap_skips_actions_with_one_message(
     time.sleep(0.5)
     titles = [request.json["title"] for request in http_receiver.requests]
     assert titles.count("[WARNING] pg-cron-watchdog: remediation cap reached") == 1
-    capped = [r.json["message"] for r in requests if "cap of 1 actions per hour" in
+    capped = [r.json["message"] for r in requests if "cap of 1 action per hour" in
               r.json["message"]]
     assert len(capped) == 2
     outcomes = sorted(record.outcome for record in stored_actions(state))
@@ -603,3 +603,19 @@ def test_restore_of_other_roles_job_needs_superuser(
     assert "secret-pw" not in result.stderr
     assert pg.execute("SELECT count(*) FROM cron.job WHERE jobname = 'sync-orders'"
                       ).fetchone() == (0,)
+
+
+def test_restore_of_vanished_job_fails_clearly(
+    pg: Conn, pg_cluster: PgCronCluster, http_receiver: HttpReceiver, tmp_path: Path,
+    bystander: int,
+) -> None:
+    rules = make_rules(http_receiver, '{ action = "pause" }')
+    state = tmp_path / "state.sqlite3"
+    jobid = schedule_job(pg, "sync-orders")
+    fail_runs(pg, jobid)
+    cycle(pg_cluster.dsn, rules, state)
+    pg.execute("SELECT cron.unschedule(%s)", (jobid,))
+
+    result = run_cli("restore", str(jobid), state=state, dsn=pg_cluster.dsn)
+    assert result.returncode == 2
+    assert f"no job with jobid {jobid} exists any more" in result.stderr

@@ -414,7 +414,8 @@ class _English(_Texts):
         if outcome == "failed":
             return f"Remediation failed: {result.detail or NO_VALUE}"
         if outcome == "capped":
-            return (f"Remediation skipped: the cap of {result.limit} actions per hour is"
+            actions = "action" if result.limit == 1 else "actions"
+            return (f"Remediation skipped: the cap of {result.limit} {actions} per hour is"
                     f" reached; would have run {statement}")
         return f"Remediation skipped: {self._SKIPS.get(outcome, outcome)}"
 

@@ -20,6 +20,8 @@ from watchdog.jobactions import (
     ALREADY,
     CHANGED,
     DONE,
+    GONE,
+    STANDBY,
     apply_change,
     describe_failure,
     in_recovery,
@@ -95,6 +97,12 @@ def _resume(store: StateStore, source: PgSource, record: ActionRecord, dry_run: 
             f"; the watchdog set schedule {change.expected.schedule!r}, active"
             f" {str(change.expected.active).lower()}. Not overwriting; use cron.alter_job by hand"
         )
+    if result.outcome == GONE:
+        raise RemediationError(f"cannot restore {label}: no job with jobid {record.jobid}"
+                               " exists any more")
+    if result.outcome == STANDBY:
+        raise RemediationError(f"cannot restore {label}: the server is a standby"
+                               " (pg_is_in_recovery()); connect to the primary")
     if result.outcome not in (DONE, ALREADY):
         raise RemediationError(result.error or f"cannot restore {label}: {result.outcome}")
 
