@@ -18,6 +18,8 @@ from watchdog.commands import (
 from watchdog.config import Settings, load_settings
 from watchdog.errors import ConfigError, SourceError, WatchdogError
 from watchdog.loop import CycleResult, StopFlag, Worker, run_forever
+from watchdog.remediate import format_action
+from watchdog.restore import restore
 from watchdog.rules import RuleSet, load_rules
 from watchdog.source import PgSource
 from watchdog.state import StateStore
@@ -56,6 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run one poll cycle; exit 1 when an alert is firing")
     commands.add_parser("run", parents=[common], help="poll until SIGTERM or SIGINT")
     add_parsers(commands, common)
+    actions = commands.add_parser("actions", parents=[common],
+                                  help="list stored remediation actions, newest first")
+    actions.add_argument("--limit", type=int, default=50,
+                         help="number of actions to list (default 50)")
+    restore = commands.add_parser(
+        "restore", parents=[common],
+        help="undo the newest remediation action on a job: resume it, or re-create it"
+             " after an unschedule",
+    )
+    restore.add_argument("job", metavar="JOB", help="jobid or jobname, as `actions` lists it")
+    restore.add_argument("--dry-run", action="store_true",
+                         help="print the SQL call that would run and change nothing")
     return parser
 
 
@@ -78,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in with_args:
             return with_args[args.command](settings, args)
+        if args.command == "actions":
+            return _actions(settings, args.limit)
+        if args.command == "restore":
+            return _restore(settings, args.job, args.dry_run)
         return handlers[args.command](settings)
     except ConfigError as exc:
         return _report_problems(exc)
@@ -160,6 +178,30 @@ def _run(settings: Settings) -> int:
     stop.install()
     try:
         run_forever(cycle, settings.poll_interval, stop)
+    finally:
+        source.close()
+        store.close()
+    return EXIT_OK
+
+
+def _actions(settings: Settings, limit: int) -> int:
+    store = StateStore(settings.state_path)
+    try:
+        records = store.actions(limit=limit)
+    finally:
+        store.close()
+    if not records:
+        print("no remediation actions stored")
+    for record in records:
+        print(format_action(record))
+    return EXIT_OK
+
+
+def _restore(settings: Settings, job: str, dry_run: bool) -> int:
+    source = PgSource(settings.database_url)
+    store = StateStore(settings.state_path)
+    try:
+        print(restore(store, source, job, dry_run))
     finally:
         source.close()
         store.close()

@@ -25,3 +25,7 @@ class VisibilityError(SourceError):
 
 class NotifyError(WatchdogError):
     """A notification could not be delivered to a channel URL."""
+
+
+class RemediationError(WatchdogError):
+    """A job could not be changed or restored; the message names the job and the cause."""

@@ -69,9 +69,14 @@ def failure_ratio(
     """Fire when failed / finished runs in the window reach the threshold.
 
     Runs still in flight are neither failures nor successes (pg_cron has six
-    statuses, not two), so only finished runs are counted.
+    statuses, not two), so only finished runs are counted. A run that pg_cron
+    canceled because the watchdog paused or unscheduled its job is not counted
+    at all.
     """
-    window = _in_window(runs, now - rule.window, now)
+    window = [
+        run for run in _in_window(runs, now - rule.window, now)
+        if not snapshot.canceled_by_watchdog(run)
+    ]
     finished = [run for run in window if run.finished]
     failed = [run for run in finished if run.failed]
     ratio = len(failed) / len(finished) if finished else 0.0

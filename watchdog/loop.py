@@ -16,6 +16,7 @@ from watchdog.alerts import firing_alerts, update_alerts
 from watchdog.evaluate import evaluate
 from watchdog.models import AlertEvent, Snapshot
 from watchdog.outbox import DeliveryReport, deliver_due, enqueue_events
+from watchdog.remediate import remediate_events
 from watchdog.rules import RuleSet
 from watchdog.silences import Muting
 from watchdog.snapshot import take_snapshot
@@ -58,8 +59,9 @@ class Worker:
         1. Read new runs and the jobs, and store them (snapshot).
         2. Evaluate every rule at the database's own `now()`, so the clock of
            the watchdog's host cannot skew windows.
-        3. Apply verdicts to alerts and store each message in the outbox, in
-           one transaction with the alert change, so no alert is lost.
+        3. Apply verdicts to alerts, run remediation for alerts that start
+           firing or resolve, and store each message in the outbox, in one
+           transaction with the alert change, so no alert is lost.
         4. Deliver due messages, including retries of earlier failures.
         """
         snapshot = take_snapshot(
@@ -75,6 +77,10 @@ class Worker:
             events = update_alerts(
                 self.store, self.target, self.rules, snapshot, verdicts, now, muting
             )
+            # NOTE: a crash between an action's PostgreSQL commit and this SQLite
+            # commit loses the action's log row. The next cycle then finds the job
+            # already changed and logs "already", and only the INFO log keeps the SQL.
+            events = remediate_events(self.store, self.source, self.rules, snapshot, events)
             enqueue_events(self.store, self.target, self.rules, events, now)
 
         delivery = deliver_due(self.store, self.target, self.rules, now)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import ClassVar
 from zoneinfo import ZoneInfo
 
-from watchdog.models import AlertEvent, Fact, Severity
+from watchdog.models import ActionResult, AlertEvent, Fact, Severity
 
 LOCALES = ("en", "ru")
 
@@ -99,6 +99,13 @@ def render(event: AlertEvent, locale: str, timezone: str = "UTC") -> tuple[str, 
 def format_time(moment: datetime, timezone: str = "UTC") -> str:
     """Format a time as `2024-05-01 13:05:00 MSK` in the given IANA zone."""
     return _format_timestamp(moment.isoformat(), ZoneInfo(timezone))
+
+
+def render_cap(limit: int, job_label: str, statement: str, locale: str) -> tuple[str, str]:
+    """Render the one message sent when remediation reaches its cap of actions per hour."""
+    texts = _texts_for(locale)
+    title = f"[{texts.severity_tag(Severity.WARNING)}] pg-cron-watchdog: {texts.cap_title}"
+    return title, texts.cap_body(limit, job_label, statement)
 
 
 def render_test(locale: str) -> tuple[str, str]:
@@ -310,6 +317,14 @@ class _Texts:
     def missed_total(self, count: int) -> str:
         raise NotImplementedError
 
+    cap_title = ""
+
+    def cap_body(self, limit: int, job_label: str, statement: str) -> str:
+        raise NotImplementedError
+
+    def remediation(self, result: ActionResult) -> str:
+        raise NotImplementedError
+
 
 class _English(_Texts):
     resolved_tag = "RESOLVED"
@@ -398,6 +413,66 @@ class _English(_Texts):
     def missed_total(self, count: int) -> str:
         runs = "run was" if count == 1 else "runs were"
         return f"{count} scheduled {runs} missed while it fired"
+
+    cap_title = "remediation cap reached"
+
+    def cap_body(self, limit: int, job_label: str, statement: str) -> str:
+        actions = "action" if limit == 1 else "actions"
+        return (
+            f"Remediation made {limit} {actions} in the last hour, the max_actions_per_hour"
+            " of the rules file. Further actions are skipped until that count drops;"
+            " alerts still notify.\n"
+            f"First skipped: {statement} on job {job_label}.\n"
+            "List the actions with: cron-watchdog actions"
+        )
+
+    def remediation(self, result: ActionResult) -> str:
+        statement, outcome = result.statement, result.outcome
+        if outcome == "done":
+            return self._done(result)
+        if outcome == "dry_run":
+            return f"Remediation (dry-run, nothing changed): would run {statement}"
+        if outcome == "already" and result.action == "resume":
+            return "Remediation: nothing to do, the job already has its saved schedule and"\
+                " active flag"
+        if outcome == "already":
+            return f"Remediation: nothing to do, the job already is as {statement} would leave it"
+        if outcome == "changed":
+            schedule, active = result.current or ("", True)
+            now = f"now schedule '{schedule}', active {str(active).lower()}"
+            if result.action == "resume":
+                return ("Remediation: revert skipped, the job was changed by hand after the"
+                        f" watchdog's action ({now}); left as it is")
+            return (f"Remediation skipped: the job changed after the decision ({now});"
+                    " left as it is")
+        if outcome == "failed":
+            return f"Remediation failed: {result.detail or NO_VALUE}"
+        if outcome == "capped":
+            actions = "action" if result.limit == 1 else "actions"
+            return (f"Remediation skipped: the cap of {result.limit} {actions} per hour is"
+                    f" reached; would have run {statement}")
+        return f"Remediation skipped: {self._SKIPS.get(outcome, outcome)}"
+
+    _SKIPS: ClassVar[dict[str, str]] = {
+        "gone": "the job no longer exists",
+        "standby": "the server is a standby (pg_is_in_recovery() is true)",
+        "infrastructure": (
+            "the failed runs are pg_cron infrastructure outcomes (startup timeout, lost"
+            " connection, server restart), not errors of the job's SQL"
+        ),
+        "scheduler_down": "the pg_cron scheduler is down",
+    }
+
+    def _done(self, result: ActionResult) -> str:
+        undo = f". Undo: {result.undo}" if result.undo else ""
+        if result.action == "pause":
+            return f"Remediation: paused the job with {result.statement}{undo}"
+        if result.action == "reschedule":
+            return f"Remediation: rescheduled the job with {result.statement}{undo}"
+        if result.action == "unschedule":
+            return (f"Remediation: unscheduled the job with {result.statement}; its definition"
+                    f" is saved{undo}")
+        return f"Remediation: restored the saved schedule and active flag with {result.statement}"
 
 
 class _Russian(_Texts):
@@ -524,6 +599,67 @@ class _Russian(_Texts):
         runs = plural_ru(count, "запуск", "запуска", "запусков")
         return f"За это время {verb} {count} {runs} по расписанию"
 
+    cap_title = "достигнут лимит автоматических действий"
+
+    def cap_body(self, limit: int, job_label: str, statement: str) -> str:
+        actions = plural_ru(limit, "действие", "действия", "действий")
+        return (
+            f"За последний час watchdog выполнил {limit} {actions}: это max_actions_per_hour"
+            " из файла правил. Следующие действия пропускаются, пока счётчик не снизится;"
+            " алерты по-прежнему отправляются.\n"
+            f"Первое пропущенное: {statement} для job {job_label}.\n"
+            "Список действий: cron-watchdog actions"
+        )
+
+    def remediation(self, result: ActionResult) -> str:
+        statement, outcome = result.statement, result.outcome
+        if outcome == "done":
+            return self._done(result)
+        if outcome == "dry_run":
+            return ("Автоматическое действие (dry-run, ничего не изменено):"
+                    f" выполнился бы {statement}")
+        if outcome == "already" and result.action == "resume":
+            return "Автоматическое действие не нужно: у job уже сохранённые расписание и active"
+        if outcome == "already":
+            return ("Автоматическое действие не нужно: job уже в том состоянии,"
+                    f" что дал бы {statement}")
+        if outcome == "changed":
+            schedule, active = result.current or ("", True)
+            now = f"сейчас расписание '{schedule}', active {str(active).lower()}"
+            if result.action == "resume":
+                return ("Откат пропущен: job изменили вручную после действия watchdog"
+                        f" ({now}); оставлен как есть")
+            return (f"Автоматическое действие пропущено: job изменился после принятия решения"
+                    f" ({now}); оставлен как есть")
+        if outcome == "failed":
+            return f"Автоматическое действие не удалось: {result.detail or NO_VALUE}"
+        if outcome == "capped":
+            return (f"Автоматическое действие пропущено: достигнут лимит {result.limit} в час;"
+                    f" выполнился бы {statement}")
+        return f"Автоматическое действие пропущено: {self._SKIPS.get(outcome, outcome)}"
+
+    _SKIPS: ClassVar[dict[str, str]] = {
+        "gone": "job больше не существует",
+        "standby": "сервер работает как реплика (pg_is_in_recovery() = true)",
+        "infrastructure": (
+            "запуски упали по причинам на стороне pg_cron (таймаут старта, обрыв соединения,"
+            " перезапуск сервера), а не из-за ошибки в SQL самого job"
+        ),
+        "scheduler_down": "планировщик pg_cron не работает",
+    }
+
+    def _done(self, result: ActionResult) -> str:
+        undo = f". Отменить: {result.undo}" if result.undo else ""
+        if result.action == "pause":
+            return f"Автоматическое действие: job поставлен на паузу: {result.statement}{undo}"
+        if result.action == "reschedule":
+            return f"Автоматическое действие: у job изменено расписание: {result.statement}{undo}"
+        if result.action == "unschedule":
+            return (f"Автоматическое действие: job снят с расписания: {result.statement};"
+                    f" его определение сохранено{undo}")
+        return ("Автоматическое действие: возвращены сохранённые расписание и active:"
+                f" {result.statement}")
+
 
 _TEXTS: dict[str, _Texts] = {"en": _English(), "ru": _Russian()}
 
@@ -580,6 +716,8 @@ def _firing_lines(event: AlertEvent, texts: _Texts, zone: tzinfo) -> list[str]:
         lines.append(texts.last_error(first_error_line(verdict.last_error)))
     if verdict.evidence:
         lines.append(texts.evidence(verdict.kind, _runid_list(verdict.evidence, texts)))
+    if event.remediation is not None:
+        lines.append(texts.remediation(event.remediation))
     return lines
 
 
@@ -600,6 +738,8 @@ def _resolved_lines(event: AlertEvent, texts: _Texts, zone: tzinfo) -> list[str]
         lines.append(texts.missed_total(int(missed)))
     if event.database:
         lines.append(texts.database(event.database))
+    if event.remediation is not None:
+        lines.append(texts.remediation(event.remediation))
     return lines
 
 

@@ -25,6 +25,11 @@ INFRASTRUCTURE_MESSAGES = (
 )
 
 
+# pg_cron reloads its job table about once a second (pg_cron 1.4, `RefreshTaskHash`),
+# so a run may still start shortly after a pause and then be canceled.
+CANCEL_MARGIN = timedelta(minutes=1)
+
+
 class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
@@ -120,9 +125,28 @@ class Snapshot:
     cron_timezone: str = "GMT"
     postmaster_start: datetime | None = None
     role: str = ""
+    in_recovery: bool = False
+    # When the watchdog last paused or unscheduled each job, by jobid; see
+    # `canceled_by_watchdog`.
+    watchdog_cancels: dict[int, datetime] = field(default_factory=dict)
 
     def runs_of(self, jobid: int) -> list[Run]:
         return [run for run in self.runs if run.jobid == jobid]
+
+    def canceled_by_watchdog(self, run: Run) -> bool:
+        """Tell whether the run failed only because the watchdog paused or unscheduled its job.
+
+        pg_cron marks the run in flight as failed with `job canceled` when its
+        job is deactivated or unscheduled. Such a run started before the
+        action, or within CANCEL_MARGIN after it while pg_cron had not yet
+        reloaded its jobs. Every evaluator that counts failures must skip it,
+        so the watchdog's own action never counts as a new failure.
+        """
+        acted_at = self.watchdog_cancels.get(run.jobid)
+        if acted_at is None or not run.failed:
+            return False
+        message = (run.return_message or "").strip().lower()
+        return message == "job canceled" and run.started <= acted_at + CANCEL_MARGIN
 
 
 Fact = int | float | str | None
@@ -165,6 +189,7 @@ class AlertEvent:
     at: datetime
     since: datetime
     verdict: Verdict
+    remediation: ActionResult | None = None
     # True for a repeat_interval reminder of an alert that is still firing.
     reminder: bool = False
     # True for the first announcement of an alert that fired while muted.
@@ -178,3 +203,23 @@ class AlertEvent:
     def alert_id(self) -> str:
         """Return the alert's id in logs and the outbox: `rule/jobid`."""
         return f"{self.rule}/{self.jobid}"
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What remediation did, or would have done, for one alert event.
+
+    `outcome` is one of remediate.OUTCOMES. `statement` is the exact SQL call
+    with its arguments; `undo` the command that reverses it. `detail` holds
+    the error of a failed action. `current` is the job's (schedule, active)
+    when it no longer matched what the decision was made on.
+    """
+
+    action: str
+    outcome: str
+    jobid: int
+    statement: str
+    undo: str | None = None
+    detail: str | None = None
+    limit: int | None = None
+    current: tuple[str, bool] | None = None

@@ -23,6 +23,7 @@ from watchdog.durations import DURATION_FORM, parse_duration
 from watchdog.errors import ConfigError
 from watchdog.maintenance import MaintenanceWindow, parse_maintenance
 from watchdog.models import Job, Severity
+from watchdog.schedules import ScheduleError, parse_schedule
 from watchdog.templates import Templates, parse_templates
 
 LOCALES = ("en", "ru")
@@ -37,7 +38,8 @@ _LIFECYCLE_FIELDS = {
     "repeat_interval": "repeat_interval",
     "send_resolved": "send_resolved",
 }
-_COMMON_KEYS = {"name", "kind", "jobs", "exclude", "severity", "notify", *_LIFECYCLE_FIELDS}
+_COMMON_KEYS = {"name", "kind", "jobs", "exclude", "severity", "notify", "remediate",
+                *_LIFECYCLE_FIELDS}
 _KIND_KEYS: dict[str, set[str]] = {
     "failure_ratio": {"window", "threshold", "min_runs"},
     "missing_run": {"grace"},
@@ -45,13 +47,36 @@ _KIND_KEYS: dict[str, set[str]] = {
 }
 _TOP_KEYS = {
     "locale", "channels", "defaults", "rules", "maintenance", "display_timezone", "templates",
-    "outbox",
+    "outbox", "remediation",
 }
 _CHANNEL_KEYS = {"urls", "locale", "min_severity", "config", "group_threshold"}
 _DEFAULT_KEYS = {"notify", "severity", *_LIFECYCLE_FIELDS}
 DEFAULT_GROUP_THRESHOLD = 3
 DEFAULT_OUTBOX_MAX_AGE = timedelta(hours=24)
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+REMEDIATION_MODES = ("off", "dry-run", "on")
+REMEDIATION_ACTIONS = ("pause", "reschedule", "unschedule")
+_REMEDIATION_KEYS = {"mode", "max_actions_per_hour"}
+_REMEDIATE_KEYS = {"action", "schedule", "revert_on_resolve"}
+
+
+@dataclass(frozen=True)
+class RemediationSettings:
+    """The `[remediation]` table: whether actions run, and how many per hour at most."""
+
+    mode: str = "dry-run"
+    max_actions_per_hour: int = 5
+
+
+@dataclass(frozen=True)
+class Remediate:
+    """A rule's `remediate` table: the action taken when its alert starts firing."""
+
+    action: str
+    schedule: str | None = None
+    revert_on_resolve: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +101,7 @@ class Rule:
     # Zero turns reminders off.
     repeat_interval: timedelta = timedelta(hours=4)
     send_resolved: bool = True
+    remediate: Remediate | None = None
 
     def selects(self, job: Job) -> bool:
         """Tell whether the rule applies to the job by its jobname globs."""
@@ -102,6 +128,7 @@ class RuleSet:
     display_timezone: str = "UTC"
     templates: Templates = field(default_factory=Templates)
     outbox_max_age: timedelta = DEFAULT_OUTBOX_MAX_AGE
+    remediation: RemediationSettings = field(default_factory=RemediationSettings)
 
     @property
     def lookback(self) -> timedelta:
@@ -156,12 +183,13 @@ def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> RuleSet:
     display_timezone = _display_timezone(data.get("display_timezone", "UTC"), problems)
     templates = parse_templates(data.get("templates", {}), problems.add)
     outbox_max_age = _outbox_max_age(data.get("outbox", {}), problems)
+    remediation = _parse_remediation(data.get("remediation", {}), problems)
 
     if problems.items:
         raise ConfigError(problems.items)
     return RuleSet(
         tuple(rules), channels, locale, source, maintenance, display_timezone, templates,
-        outbox_max_age,
+        outbox_max_age, remediation,
     )
 
 
@@ -428,6 +456,8 @@ def _parse_rule(
     }
     values.update(defaults.lifecycle)
     values.update(_lifecycle_options(table, where, problems))
+    if "remediate" in table:
+        values["remediate"] = _parse_remediate(table["remediate"], where("remediate"), problems)
     values.update(_KIND_DEFAULTS.get(kind, {}))
     for key, parse in _FIELD_PARSERS[kind].items():
         if key in table:
@@ -438,6 +468,72 @@ def _parse_rule(
         elif key in _REQUIRED[kind]:
             problems.add(where(key), f"required for kind {kind}: {_REQUIRED[kind][key]}")
     return Rule(**values)
+
+
+def _parse_remediation(raw: Any, problems: _Problems) -> RemediationSettings:
+    if not isinstance(raw, dict):
+        problems.add("remediation", 'must be a table: [remediation] with mode = "dry-run"')
+        return RemediationSettings()
+    for key in sorted(set(raw) - _REMEDIATION_KEYS):
+        problems.add("remediation", f"unknown key {key!r}; allowed: {_allowed(_REMEDIATION_KEYS)}")
+    mode = raw.get("mode", "dry-run")
+    if mode not in REMEDIATION_MODES:
+        problems.add("remediation, field 'mode'",
+                     f"{mode!r} is not one of {', '.join(REMEDIATION_MODES)}")
+        mode = "dry-run"
+    cap = raw.get("max_actions_per_hour", RemediationSettings.max_actions_per_hour)
+    try:
+        cap = _count(cap)
+    except ValueError as exc:
+        problems.add("remediation, field 'max_actions_per_hour'", str(exc))
+        cap = RemediationSettings.max_actions_per_hour
+    return RemediationSettings(mode, cap)
+
+
+def _parse_remediate(raw: Any, where: str, problems: _Problems) -> Remediate | None:
+    """Validate `remediate = { action = ..., schedule = ..., revert_on_resolve = ... }`."""
+    if not isinstance(raw, dict):
+        problems.add(where, 'must be a table such as { action = "pause" }')
+        return None
+    for key in sorted(set(raw) - _REMEDIATE_KEYS):
+        problems.add(where, f"unknown key {key!r}; allowed: {_allowed(_REMEDIATE_KEYS)}")
+
+    action = raw.get("action")
+    if action not in REMEDIATION_ACTIONS:
+        problems.add(f"{where}, key 'action'",
+                     f"{action!r} is not one of {', '.join(REMEDIATION_ACTIONS)}")
+        return None
+    schedule = raw.get("schedule")
+    if action == "reschedule":
+        schedule = _reschedule_target(schedule, f"{where}, key 'schedule'", problems)
+    elif schedule is not None:
+        problems.add(f"{where}, key 'schedule'",
+                     f"only action reschedule takes a schedule; remove it for {action}")
+        schedule = None
+
+    revert = raw.get("revert_on_resolve", False)
+    if not isinstance(revert, bool):
+        problems.add(f"{where}, key 'revert_on_resolve'", f"{revert!r} must be true or false")
+        revert = False
+    if revert and action == "unschedule":
+        # The job is gone, so its alert resolves quietly and there is nothing to revert on.
+        problems.add(f"{where}, key 'revert_on_resolve'",
+                     "cannot be used with unschedule; re-create the job with"
+                     " `cron-watchdog restore JOBID` instead")
+        revert = False
+    return Remediate(action, schedule, revert)
+
+
+def _reschedule_target(raw: Any, where: str, problems: _Problems) -> str | None:
+    if not isinstance(raw, str):
+        problems.add(where, "required for reschedule: a pg_cron schedule such as \"*/5 * * * *\"")
+        return None
+    try:
+        parse_schedule(raw)
+    except ScheduleError as exc:
+        problems.add(where, str(exc))
+        return None
+    return raw
 
 
 def _globs(raw: Any, where: str, problems: _Problems) -> tuple[str, ...]:

@@ -87,6 +87,8 @@ def take_snapshot(
         cron_timezone=resolve_timezone(context, fallback_timezone),
         postmaster_start=context.postmaster_start,
         role=context.role,
+        in_recovery=context.in_recovery,
+        watchdog_cancels=store.cancel_times(target),
     )
 
 

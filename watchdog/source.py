@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # of a long history.
 BATCH_SIZE = 5000
 STATEMENT_TIMEOUT_MS = 15_000
+LOCK_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_S = 10
 
 _RUN_COLUMNS = "runid, jobid, status, return_message, start_time, end_time"
@@ -123,6 +124,26 @@ class PgSource:
             raise SourceError(f"lost {mask_dsn(self.dsn)}: {_first_line(exc)}") from exc
         except psycopg.Error as exc:
             raise SourceError(f"query failed on {mask_dsn(self.dsn)}: {_first_line(exc)}") from exc
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+        """Open a short read-write transaction for remediation, with statement and lock timeouts.
+
+        psycopg errors are raised for the caller, which describes them with the
+        job it acted on. A lost connection is also closed, so the next use reconnects.
+        """
+        conn = self._connect()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL("SET LOCAL statement_timeout = {}").format(STATEMENT_TIMEOUT_MS)
+                )
+                # Waiting on a row lock that a hung session holds must not stall the cycle.
+                cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(LOCK_TIMEOUT_MS))
+                yield cur
+        except psycopg.OperationalError:
+            self.close()
+            raise
 
     def read_context(self, cur: psycopg.Cursor[dict[str, Any]]) -> Context:
         cur.execute(

@@ -7,6 +7,7 @@ version number and is migrated forward on open.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -16,9 +17,9 @@ from datetime import datetime
 from pathlib import Path
 
 from watchdog.errors import ConfigError
-from watchdog.models import Run
+from watchdog.models import Job, Run
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,8 +68,23 @@ CREATE TABLE silences (
 ALTER TABLE outbox ADD COLUMN alert_ids TEXT NOT NULL DEFAULT ''
 """
 
+# The remediation log: one row per action, dry-run decision, skip or revert.
+# `before_def` and `after_def` are the job's full definition as JSON, so an
+# unscheduled job can be re-created from its row. `reverted_by` points at the
+# row that undid (or declined to undo) this one.
+_SCHEMA_V3_REMEDIATION = """
+CREATE TABLE actions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, at TEXT NOT NULL,
+    rule TEXT, jobid INTEGER NOT NULL, job_label TEXT NOT NULL, action TEXT NOT NULL,
+    mode TEXT NOT NULL, outcome TEXT NOT NULL, statement TEXT NOT NULL,
+    before_def TEXT, after_def TEXT, error TEXT, reverts INTEGER, reverted_by INTEGER
+);
+CREATE INDEX actions_by_job ON actions (target, jobid);
+CREATE TABLE remediation_cap (target TEXT PRIMARY KEY, since TEXT NOT NULL);
+"""
+
 # Each entry upgrades the schema from its index to the next version.
-_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2]
+_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3_REMEDIATION]
 
 
 def _time(value: datetime | None) -> str | None:
@@ -110,6 +126,27 @@ class Silence:
     created_at: datetime
     ends_at: datetime
     reason: str
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """One row of the remediation log."""
+
+    id: int
+    target: str
+    at: datetime
+    rule: str | None
+    jobid: int
+    job_label: str
+    action: str
+    mode: str
+    outcome: str
+    statement: str
+    before: Job | None
+    after: Job | None
+    error: str | None = None
+    reverts: int | None = None
+    reverted_by: int | None = None
 
 
 @dataclass(frozen=True)
@@ -416,3 +453,106 @@ class StateStore:
             "UPDATE outbox SET attempts=attempts+1, last_error=?, next_attempt=? WHERE id=?",
             (error, next_attempt.isoformat(), entry_id),
         )
+
+    # Remediation log
+
+    def record_action(self, record: ActionRecord) -> int:
+        """Store an action; the record's id is ignored and the new id returned."""
+        cursor = self._db.execute(
+            "INSERT INTO actions (target, at, rule, jobid, job_label, action, mode, outcome,"
+            " statement, before_def, after_def, error, reverts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.target, record.at.isoformat(), record.rule, record.jobid, record.job_label,
+             record.action, record.mode, record.outcome, record.statement,
+             _job_json(record.before), _job_json(record.after), record.error, record.reverts),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def mark_reverted(self, action_id: int, by_id: int) -> None:
+        self._db.execute("UPDATE actions SET reverted_by=? WHERE id=?", (by_id, action_id))
+
+    def actions(self, target: str | None = None, limit: int = 50) -> list[ActionRecord]:
+        """Return stored actions, newest first, of one target or of all."""
+        where = "WHERE target=?" if target is not None else ""
+        params: tuple[object, ...] = (target,) if target is not None else ()
+        rows = self._db.execute(
+            f"SELECT * FROM actions {where} ORDER BY id DESC LIMIT ?", (*params, limit)
+        ).fetchall()
+        return [_action(row) for row in rows]
+
+    def action(self, action_id: int) -> ActionRecord | None:
+        row = self._db.execute("SELECT * FROM actions WHERE id=?", (action_id,)).fetchone()
+        return _action(row) if row else None
+
+    def open_action(
+        self, target: str, jobid: int, rule: str | None = None
+    ) -> ActionRecord | None:
+        """Return the newest action on the job that changed it (or would have) and is not undone.
+
+        With `rule`, only that rule's actions count: a revert on resolve undoes
+        what its own rule did. Without it, any rule's action or a restore does.
+        """
+        query = (
+            "SELECT * FROM actions WHERE target=? AND jobid=? AND reverts IS NULL"
+            " AND reverted_by IS NULL AND outcome IN ('done', 'dry_run')"
+        )
+        params: list[object] = [target, jobid]
+        if rule is not None:
+            query += " AND rule=?"
+            params.append(rule)
+        row = self._db.execute(query + " ORDER BY id DESC LIMIT 1", params).fetchone()
+        return _action(row) if row else None
+
+    def count_actions(self, target: str, since: datetime, outcome: str) -> int:
+        """Count decisions with the outcome since a time, reverts excluded."""
+        row = self._db.execute(
+            "SELECT count(*) AS n FROM actions WHERE target=? AND at>=? AND outcome=?"
+            " AND reverts IS NULL",
+            (target, since.isoformat(), outcome),
+        ).fetchone()
+        return int(row["n"])
+
+    def cancel_times(self, target: str) -> dict[int, datetime]:
+        """Return when the watchdog last paused or unscheduled each job, by jobid."""
+        rows = self._db.execute(
+            "SELECT jobid, max(at) AS at FROM actions WHERE target=? AND outcome='done'"
+            " AND action IN ('pause', 'unschedule') GROUP BY jobid",
+            (target,),
+        ).fetchall()
+        return {int(row["jobid"]): datetime.fromisoformat(row["at"]) for row in rows}
+
+    def cap_since(self, target: str) -> datetime | None:
+        row = self._db.execute(
+            "SELECT since FROM remediation_cap WHERE target=?", (target,)
+        ).fetchone()
+        return datetime.fromisoformat(row["since"]) if row else None
+
+    def set_cap(self, target: str, since: datetime | None) -> None:
+        """Store that the action cap was reached at `since`, or clear it with None."""
+        if since is None:
+            self._db.execute("DELETE FROM remediation_cap WHERE target=?", (target,))
+            return
+        self._db.execute(
+            "INSERT OR REPLACE INTO remediation_cap (target, since) VALUES (?, ?)",
+            (target, since.isoformat()),
+        )
+
+
+def _job_json(job: Job | None) -> str | None:
+    return json.dumps(dataclasses.asdict(job)) if job is not None else None
+
+
+def _job_from_json(text: str | None) -> Job | None:
+    return Job(**json.loads(text)) if text else None
+
+
+def _action(row: sqlite3.Row) -> ActionRecord:
+    return ActionRecord(
+        id=row["id"], target=row["target"], at=datetime.fromisoformat(row["at"]),
+        rule=row["rule"], jobid=row["jobid"], job_label=row["job_label"],
+        action=row["action"], mode=row["mode"], outcome=row["outcome"],
+        statement=row["statement"], before=_job_from_json(row["before_def"]),
+        after=_job_from_json(row["after_def"]), error=row["error"], reverts=row["reverts"],
+        reverted_by=row["reverted_by"],
+    )

@@ -1,0 +1,332 @@
+"""Remediation: change a job when its alert starts firing, and put it back.
+
+A rule's `remediate` action runs when the rule's alert enters firing, so at
+most once per firing. When that alert resolves and the rule sets
+`revert_on_resolve`, the job's saved schedule and active flag are restored.
+Every decision is stored in the remediation log, including dry-run decisions
+and skips, and is attached to the alert event so the message says what was
+done and how to undo it.
+
+No action runs on a standby, when every failed run behind the verdict is a
+pg_cron infrastructure outcome (startup timeout, lost connection, restart),
+or while a `scheduler_down` alert is firing. The snapshot of a cycle is read
+in one transaction, so a cycle whose data could not be read raises before
+any remediation runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from watchdog import messages
+from watchdog.alerts import FIRING, RESOLVED, firing_alerts
+from watchdog.jobactions import (
+    ALREADY,
+    CHANGED,
+    DONE,
+    FAILED,
+    STANDBY,
+    Change,
+    ChangeResult,
+    JobState,
+    apply_change,
+)
+from watchdog.models import ActionResult, AlertEvent, Job, Snapshot
+from watchdog.outbox import url_key
+from watchdog.rules import Remediate, RemediationSettings, Rule, RuleSet
+from watchdog.source import PgSource
+from watchdog.state import ActionRecord, StateStore
+
+log = logging.getLogger(__name__)
+
+DRY_RUN = "dry_run"
+CAPPED = "capped"
+INFRASTRUCTURE = "infrastructure"
+SCHEDULER_DOWN = "scheduler_down"
+OUTCOMES = (DONE, DRY_RUN, ALREADY, CHANGED, "gone", FAILED, CAPPED, STANDBY, INFRASTRUCTURE,
+            SCHEDULER_DOWN)
+
+# The rule kind that reports pg_cron's scheduler itself as down.
+SCHEDULER_DOWN_KIND = "scheduler_down"
+CAP_PERIOD = timedelta(hours=1)
+
+
+def undo_command(jobid: int) -> str:
+    return f"cron-watchdog restore {jobid}"
+
+
+@dataclass
+class _Cycle:
+    """The store, source, rules and snapshot that every decision of one cycle uses."""
+
+    store: StateStore
+    source: PgSource
+    rules: RuleSet
+    snapshot: Snapshot
+
+    @property
+    def target(self) -> str:
+        return self.source.target
+
+    @property
+    def settings(self) -> RemediationSettings:
+        return self.rules.remediation
+
+    @property
+    def now(self) -> datetime:
+        return self.snapshot.taken_at
+
+
+def remediate_events(
+    store: StateStore,
+    source: PgSource,
+    rules: RuleSet,
+    snapshot: Snapshot,
+    events: list[AlertEvent],
+) -> list[AlertEvent]:
+    """Act on firing events and revert on resolved ones; return the events with results attached.
+
+    Runs inside the caller's state-store transaction, so the log of each
+    action is stored with the alert change and its message.
+    """
+    if rules.remediation.mode == "off":
+        return events
+    cycle = _Cycle(store, source, rules, snapshot)
+    rules_by_name = {rule.name: rule for rule in rules.rules}
+    handled: list[AlertEvent] = []
+    for event in events:
+        rule = rules_by_name.get(event.rule)
+        result = _handle(cycle, rule, event) if rule is not None else None
+        handled.append(dataclasses.replace(event, remediation=result) if result else event)
+    return handled
+
+
+def _handle(cycle: _Cycle, rule: Rule, event: AlertEvent) -> ActionResult | None:
+    spec = rule.remediate
+    # A reminder repeats an alert that already had its one action.
+    if spec is None or event.reminder:
+        return None
+    if event.state == FIRING:
+        return _on_firing(cycle, rule, spec, event)
+    if event.state == RESOLVED and spec.revert_on_resolve:
+        return _on_resolved(cycle, rule, event)
+    return None
+
+
+# --- Acting when an alert starts firing ---------------------------------------
+
+
+def _on_firing(
+    cycle: _Cycle, rule: Rule, spec: Remediate, event: AlertEvent
+) -> ActionResult | None:
+    job = cycle.snapshot.jobs.get(event.jobid)
+    if job is None:
+        return None
+    change = _change_for(spec, job)
+    result = ChangeResult(ALREADY, job) if _already(change) else None
+
+    if result is None:
+        skip = _skip_reason(cycle, event)
+        if skip is not None:
+            result = ChangeResult(skip)
+    if result is None:
+        counted = DRY_RUN if cycle.settings.mode == "dry-run" else DONE
+        if _cap_reached(cycle, counted):
+            _announce_cap(cycle, rule, job, change)
+            result = ChangeResult(CAPPED)
+        elif counted == DRY_RUN:
+            result = ChangeResult(DRY_RUN)
+        else:
+            if change.target is None:
+                # Written before the change, so the definition survives even a crash.
+                log.info("unscheduling job %s; its saved definition: %r", job.label, job)
+            result = apply_change(cycle.source, change, cycle.snapshot.role)
+
+    after = _after(job, change) if result.outcome in (DONE, DRY_RUN) else None
+    _record(cycle, rule.name, spec.action, change, result, before=job, after=after)
+    return _result(cycle, spec.action, change, result)
+
+
+def _change_for(spec: Remediate, job: Job) -> Change:
+    expected = JobState.of(job)
+    if spec.action == "pause":
+        return Change(job, expected, dataclasses.replace(expected, active=False))
+    if spec.action == "reschedule":
+        assert spec.schedule is not None
+        return Change(job, expected, dataclasses.replace(expected, schedule=spec.schedule))
+    return Change(job, expected, None)
+
+
+def _already(change: Change) -> bool:
+    return change.target is not None and change.expected == change.target
+
+
+def _after(job: Job, change: Change) -> Job | None:
+    if change.target is None:
+        return None
+    return dataclasses.replace(job, schedule=change.target.schedule, active=change.target.active)
+
+
+def _skip_reason(cycle: _Cycle, event: AlertEvent) -> str | None:
+    if cycle.snapshot.in_recovery:
+        return STANDBY
+    if _infrastructure_only(cycle.snapshot, event.verdict.evidence):
+        return INFRASTRUCTURE
+    if _scheduler_down(cycle):
+        return SCHEDULER_DOWN
+    return None
+
+
+def _infrastructure_only(snapshot: Snapshot, evidence: tuple[int, ...]) -> bool:
+    """Tell whether every evidence run found in the snapshot failed for pg_cron's own reasons."""
+    runs = {run.runid: run for run in snapshot.runs}
+    found = [runs[runid] for runid in evidence if runid in runs]
+    return bool(found) and all(run.infrastructure_failure for run in found)
+
+
+def _scheduler_down(cycle: _Cycle) -> bool:
+    return any(
+        record.verdict.get("kind") == SCHEDULER_DOWN_KIND
+        for record in firing_alerts(cycle.store, cycle.target)
+    )
+
+
+# --- The cap on actions per hour ------------------------------------------------
+
+
+def _cap_reached(cycle: _Cycle, counted: str) -> bool:
+    """Tell whether the hour's actions reached the cap; log when the cap starts and ends."""
+    limit = cycle.settings.max_actions_per_hour
+    recent = cycle.store.count_actions(cycle.target, cycle.now - CAP_PERIOD, counted)
+    capped_since = cycle.store.cap_since(cycle.target)
+    if recent < limit:
+        if capped_since is not None:
+            cycle.store.set_cap(cycle.target, None)
+            log.info("remediation on %s below its cap again (%d of %d actions in the last hour)",
+                     cycle.target, recent, limit)
+        return False
+    return True
+
+
+def _announce_cap(cycle: _Cycle, rule: Rule, job: Job, change: Change) -> None:
+    """Store that the cap is reached and send one message, only when it was not stored yet."""
+    if cycle.store.cap_since(cycle.target) is not None:
+        return
+    limit = cycle.settings.max_actions_per_hour
+    cycle.store.set_cap(cycle.target, cycle.now)
+    log.warning(
+        "remediation on %s reached its cap of %d actions per hour: skipping %s on job %s and"
+        " every further action until the hour's count drops",
+        cycle.target, limit, change.statement, job.label,
+    )
+    for channel_name in rule.notify:
+        channel = cycle.rules.channels[channel_name]
+        title, body = messages.render_cap(limit, job.label, change.statement, channel.locale)
+        for url in channel.urls:
+            cycle.store.enqueue(cycle.target, channel.name, url_key(url), "warning", title, body,
+                                cycle.now)
+
+
+# --- Reverting when the alert resolves ------------------------------------------
+
+
+def _on_resolved(cycle: _Cycle, rule: Rule, event: AlertEvent) -> ActionResult | None:
+    record = cycle.store.open_action(cycle.target, event.jobid, rule.name)
+    if record is None or record.before is None or record.after is None:
+        return None
+    change = revert_change(record)
+    if record.outcome == DRY_RUN or cycle.settings.mode == "dry-run":
+        result = ChangeResult(DRY_RUN)
+    else:
+        result = apply_change(cycle.source, change, cycle.snapshot.role)
+    new_id = _record(cycle, rule.name, "resume", change, result, before=record.after,
+                     after=record.before if result.outcome in (DONE, DRY_RUN) else None,
+                     reverts=record.id)
+    # A failed revert stays open, so `cron-watchdog restore` can still undo the action.
+    if result.outcome not in (FAILED, STANDBY):
+        cycle.store.mark_reverted(record.id, new_id)
+    return _result(cycle, "resume", change, result)
+
+
+def revert_change(record: ActionRecord) -> Change:
+    """Build the change that puts back the schedule and active flag an action replaced."""
+    assert record.before is not None and record.after is not None
+    return Change(record.after, JobState.of(record.after), JobState.of(record.before))
+
+
+# --- Recording and describing -------------------------------------------------------
+
+
+def _record(
+    cycle: _Cycle,
+    rule: str | None,
+    action: str,
+    change: Change,
+    result: ChangeResult,
+    *,
+    before: Job | None,
+    after: Job | None,
+    reverts: int | None = None,
+) -> int:
+    error = result.error
+    if result.outcome == CHANGED and result.current is not None:
+        error = (f"job changed since the decision: schedule {result.current.schedule!r},"
+                 f" active {str(result.current.active).lower()}; left as it is")
+    record = ActionRecord(
+        id=0, target=cycle.target, at=result.at or cycle.now, rule=rule,
+        jobid=change.job.jobid, job_label=change.job.label, action=action,
+        mode=cycle.settings.mode, outcome=result.outcome, statement=change.statement,
+        before=before, after=after, error=error, reverts=reverts,
+    )
+    _log(record)
+    return cycle.store.record_action(record)
+
+
+def _log(record: ActionRecord) -> None:
+    subject = (f"remediation {record.action} on job {record.job_label} (jobid {record.jobid}),"
+               f" rule {record.rule!r}: {record.statement}")
+    if record.outcome == DONE:
+        log.info("%s; undo with %s", subject, undo_command(record.jobid))
+    elif record.outcome == DRY_RUN:
+        log.info("%s (dry-run: nothing changed)", subject)
+    elif record.outcome == FAILED:
+        log.warning("%s failed: %s", subject, record.error)
+    else:
+        log.info("%s not run: %s%s", subject, record.outcome,
+                 f" ({record.error})" if record.error else "")
+
+
+def _result(cycle: _Cycle, action: str, change: Change, result: ChangeResult) -> ActionResult:
+    current = None
+    if result.outcome == CHANGED and result.current is not None:
+        current = (result.current.schedule, result.current.active)
+    undo = undo_command(change.job.jobid) if result.outcome == DONE and action != "resume" else None
+    return ActionResult(
+        action=action,
+        outcome=result.outcome,
+        jobid=change.job.jobid,
+        statement=change.statement,
+        undo=undo,
+        detail=result.error,
+        limit=cycle.settings.max_actions_per_hour if result.outcome == CAPPED else None,
+        current=current,
+    )
+
+
+def format_action(record: ActionRecord) -> str:
+    """Format one stored action as a line of `cron-watchdog actions`."""
+    at = record.at.isoformat(timespec="seconds")
+    rule = record.rule if record.rule is not None else "(cli)"
+    line = (f"{at}  #{record.id} {record.target} job {record.job_label} (jobid {record.jobid})"
+            f"  {record.action} [{record.mode}] {record.outcome}  rule {rule!r}:"
+            f" {record.statement}")
+    if record.error:
+        line += f"  error: {record.error}"
+    if record.reverted_by is not None:
+        line += f"  undone by #{record.reverted_by}"
+    elif record.outcome == DONE and record.reverts is None:
+        line += f"  undo: {undo_command(record.jobid)}"
+    return line
