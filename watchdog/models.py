@@ -120,6 +120,8 @@ class Snapshot:
     cron_timezone: str = "GMT"
     postmaster_start: datetime | None = None
     role: str = ""
+    # Rows this poll read from cron.job and cron.job_run_details.
+    rows_read: int = 0
 
     def runs_of(self, jobid: int) -> list[Run]:
         return [run for run in self.runs if run.jobid == jobid]

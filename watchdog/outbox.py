@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -59,8 +60,14 @@ def enqueue_events(
     return count
 
 
-def deliver_due(store: StateStore, target: str, rules: RuleSet, now: datetime) -> DeliveryReport:
-    """Send every stored message that is due; reschedule the ones that fail."""
+def deliver_due(
+    store: StateStore, target: str, rules: RuleSet, now: datetime,
+    on_result: Callable[[str, bool], None] | None = None,
+) -> DeliveryReport:
+    """Send every stored message that is due; reschedule the ones that fail.
+
+    `on_result` is called with the channel name and the outcome of each send.
+    """
     sent = failed = 0
     for entry in store.due_notifications(target, now):
         channel = rules.channels.get(entry.channel)
@@ -84,6 +91,8 @@ def deliver_due(store: StateStore, target: str, rules: RuleSet, now: datetime) -
 
         single = Channel(channel.name, (url,), channel.locale)
         result = notify.send(single, entry.title, entry.body, entry.notify_type)[0]
+        if on_result is not None:
+            on_result(channel.name, result.ok)
         if result.ok:
             store.delivered(entry.id)
             sent += 1

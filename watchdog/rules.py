@@ -75,6 +75,8 @@ class RuleSet:
     channels: Mapping[str, Channel] = field(default_factory=dict)
     locale: str = "en"
     source: str = ""
+    # Channels of `[defaults] notify`, which also carry the watchdog's own alerts.
+    default_notify: tuple[str, ...] = ()
 
     @property
     def lookback(self) -> timedelta:
@@ -128,7 +130,7 @@ def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> RuleSet:
 
     if problems.items:
         raise ConfigError(problems.items)
-    return RuleSet(tuple(rules), channels, locale, source)
+    return RuleSet(tuple(rules), channels, locale, source, defaults.notify)
 
 
 def _allowed(keys: set[str]) -> str:

@@ -87,6 +87,7 @@ def take_snapshot(
         cron_timezone=resolve_timezone(context, fallback_timezone),
         postmaster_start=context.postmaster_start,
         role=context.role,
+        rows_read=len(jobs) + len(new_runs) + len(reread),
     )
 
 
