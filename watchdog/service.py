@@ -21,7 +21,7 @@ from pathlib import Path
 
 from watchdog import selfalerts
 from watchdog.alerts import firing_alerts
-from watchdog.errors import ConfigError, SourceError
+from watchdog.errors import ConfigError, ReconnectPending, SourceError
 from watchdog.health import Health, Heartbeat, Metrics
 from watchdog.loop import CycleResult, Worker
 from watchdog.outbox import deliver_due
@@ -97,12 +97,17 @@ class Service:
         self._resolve(selfalerts.RULES_INVALID, now)
 
     def _poll_failed(self, exc: SourceError) -> None:
+        now = datetime.now(UTC)
+        if isinstance(exc, ReconnectPending):
+            # Not a read attempt, so it does not count towards the outage alert.
+            log.debug("poll skipped: %s", exc)
+            self._deliver(now)
+            return
         self.failed_polls += 1
         self.metrics.database_errors.inc()
         self.health.last_error = str(exc)
         if self.worker.unread_since is None:
             self.worker.unread_since = self.worker.last_read_at
-        now = datetime.now(UTC)
         if self.failed_polls < self.outage_after:
             log.warning("poll failed (%d of %d before the outage alert): %s",
                         self.failed_polls, self.outage_after, exc)

@@ -24,7 +24,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from watchdog.config import mask_dsn
-from watchdog.errors import SourceError, VisibilityError
+from watchdog.errors import ReconnectPending, SourceError, VisibilityError
 from watchdog.models import Job, Run
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class PgSource:
         target = mask_dsn(self.dsn)
         wait = self._next_attempt - time.monotonic()
         if wait > 0:
-            raise SourceError(
+            raise ReconnectPending(
                 f"cannot connect to {target}: {self._last_error}"
                 f" (attempt {self.failed_attempts + 1} in {wait:.0f}s)"
             )
