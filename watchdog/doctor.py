@@ -92,8 +92,9 @@ def _extension_check(cur: Cursor) -> Check:
 
 
 def _database_name_check(cur: Cursor) -> Check:
-    row = _one(cur, "SELECT current_database() AS db,"
-                    " current_setting('cron.database_name', true) AS cron_db")
+    # pg_settings hides a superuser-only setting from a role that may not read it.
+    row = _one(cur, "SELECT current_database() AS db, (SELECT setting FROM pg_settings"
+                    " WHERE name = 'cron.database_name') AS cron_db")
     if row["cron_db"] is None:
         return Check(False, False, "cron.database_name is not readable by this role",
                      "grant pg_read_all_settings to the role to confirm it")
