@@ -1,8 +1,8 @@
 """Property tests: rules files and schedules fail with clear errors, never tracebacks.
 
 Schedules are also checked against the real `cron.schedule` of the test
-cluster's pg_cron 1.4, which rejects `'N seconds'` (pg_cron 1.5+) and `$`
-(pg_cron 1.6+); those forms have their own tests in test_evaluate.py.
+cluster's pg_cron 1.4. That version rejects `'N seconds'` (pg_cron 1.5+) and
+`$` (pg_cron 1.6+), so those forms are left to their tests in test_evaluate.py.
 """
 
 from __future__ import annotations

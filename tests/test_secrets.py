@@ -1,6 +1,6 @@
 """No secret in any log line or message, across the scenarios of a working day.
 
-One `run` process at DEBUG level sees a firing alert, a channel that fails,
+One `run` process at DEBUG level goes through a firing alert, a channel that fails,
 a channel that cannot be reached, a heartbeat that cannot be reached, an
 invalid rules edit, a database outage long enough to alert, and the
 recovery. The DSN carries a password, and every Apprise URL and the

@@ -326,7 +326,7 @@ def test_heartbeat_pings_and_rate_limits_failures(
 
 
 def test_heartbeat_never_delays_caller() -> None:
-    # A socket that accepts connections but never answers.
+    # A socket that accepts connections but never responds.
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen()

@@ -57,7 +57,12 @@ def run_checks(rules: RuleSet, source: PgSource) -> list[Check]:
 def format_checks(checks: list[Check]) -> str:
     lines = []
     for check in checks:
-        mark = "ok" if check.ok else ("FAIL" if check.required else "warn")
+        if check.ok:
+            mark = "ok"
+        elif check.required:
+            mark = "FAIL"
+        else:
+            mark = "warn"
         line = f"[{mark:4}] {check.text}"
         if not check.ok and check.fix:
             line += f"\n       fix: {check.fix}"

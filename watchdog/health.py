@@ -88,7 +88,7 @@ class Health:
         self.last_error = ""
 
     def report(self) -> tuple[bool, dict[str, Any]]:
-        """Return whether the worker is healthy and the JSON body that says why."""
+        """Return whether the worker is healthy, and a JSON body with the reason."""
         limit = self.poll_interval * HEALTHY_INTERVALS
         if self._last_success is None:
             return False, {"status": "starting", "last_error": self.last_error or None}

@@ -22,7 +22,7 @@ _HEADERS = ("JOB", "SCHEDULE", "ACTIVE", "LAST RUN", "STATUS", "DURATION", "FAIL
 
 @dataclass(frozen=True)
 class JobStatus:
-    """What `status` shows for one job."""
+    """One row of `status`: a job, its last run and the alerts firing on it."""
 
     jobid: int
     jobname: str
