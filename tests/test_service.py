@@ -242,6 +242,31 @@ def test_reload_on_request_with_same_content(pg: Conn, pg_cluster: PgCronCluster
     assert after == before
 
 
+def test_invalid_rules_alert_resolves_after_restart(
+    pg: Conn, pg_cluster: PgCronCluster, rules_path: Path, http_receiver: HttpReceiver,
+    tmp_path: Path,
+) -> None:
+    schedule_job(pg, "sync-orders")
+    state = tmp_path / "s.sqlite3"
+    service = make_service(pg_cluster.dsn, rules_path, state)
+    selfalerts.fire(service.store, service.worker.target, service.worker.rules,
+                    selfalerts.RULES_INVALID, "rules.toml: invalid TOML", datetime.now(UTC))
+    close(service)
+
+    restarted = make_service(pg_cluster.dsn, rules_path, state)
+    try:
+        restarted.tick()
+        restarted.tick()
+        firing = selfalerts.firing_self_alerts(restarted.store, restarted.worker.target)
+    finally:
+        close(restarted)
+    # The firing message queued by the earlier process goes out first, then the resolve.
+    [queued, request] = http_receiver.wait_for(2)
+    assert queued.json["title"] == "cron-watchdog: invalid rules file"
+    assert request.json["title"] == "cron-watchdog: rules file is valid again"
+    assert firing == []
+
+
 def test_hold_unread_slots_only_new_missing_runs() -> None:
     start = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
     end = start + timedelta(minutes=30)

@@ -52,6 +52,9 @@ class Service:
         self.reload_requested = threading.Event()
         self.failed_polls = 0
         self._rules_digest = _digest(rules_path)
+        # The rules were valid at start, so an invalid-rules alert left by an earlier process
+        # resolves on the first tick.
+        self._rules_checked = False
         worker.on_delivery = metrics.count_delivery
 
     @property
@@ -75,6 +78,9 @@ class Service:
 
     def reload_rules(self) -> None:
         """Switch to the rules file's new content when it is valid; alert once when not."""
+        if not self._rules_checked:
+            self._rules_checked = True
+            self._resolve(selfalerts.RULES_INVALID, datetime.now(UTC))
         forced = self.reload_requested.is_set()
         self.reload_requested.clear()
         digest = _digest(self.rules_path)
