@@ -153,6 +153,14 @@ class PgCronCluster:
         """
         self._pg_ctl("restart", "--mode=fast")
 
+    def stop_server(self) -> None:
+        """Stop the server but keep the cluster, for tests of a database that is down."""
+        self._pg_ctl("stop", "--mode=fast")
+
+    def start_server(self) -> None:
+        """Start the server again after `stop_server`, on the same port and data."""
+        self._pg_ctl("start")
+
     def connect(self) -> psycopg.Connection[TupleRow]:
         """Open an autocommit connection as the superuser."""
         return psycopg.connect(self.dsn, autocommit=True)

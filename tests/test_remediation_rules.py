@@ -67,7 +67,7 @@ def test_reschedule_accepts_pg_cron_forms(schedule: str) -> None:
          "field 'remediate', key 'schedule': required for reschedule"),
         ('{ action = "reschedule", schedule = "61 seconds" }',
          "schedule '61 seconds': an interval must be 1 to 59 seconds"),
-        ('{ action = "reschedule", schedule = "* * *" }', "expected 5 cron fields"),
+        ('{ action = "reschedule", schedule = "* * *" }', "schedule '* * *': month field"),
         ('{ action = "pause", schedule = "* * * * *" }',
          "only action reschedule takes a schedule; remove it for pause"),
         ('{ action = "unschedule", revert_on_resolve = true }',

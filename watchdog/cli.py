@@ -1,9 +1,11 @@
-"""The `cron-watchdog` command: validate, once, run."""
+"""The `cron-watchdog` command: validate, once, run, status, doctor."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,11 +18,14 @@ from watchdog.commands import (
     silence_warnings,
 )
 from watchdog.config import Settings, load_settings
-from watchdog.errors import ConfigError, SourceError, WatchdogError
+from watchdog.errors import ConfigError, WatchdogError
+from watchdog.health import Health, HealthServer, Heartbeat, Metrics
+from watchdog.logs import configure_logging
 from watchdog.loop import CycleResult, StopFlag, Worker, run_forever
 from watchdog.remediate import format_action
 from watchdog.restore import restore
 from watchdog.rules import RuleSet, load_rules
+from watchdog.service import Service
 from watchdog.source import PgSource
 from watchdog.state import StateStore
 
@@ -56,7 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="check the rules file without touching the database")
     commands.add_parser("once", parents=[common],
                         help="run one poll cycle; exit 1 when an alert is firing")
-    commands.add_parser("run", parents=[common], help="poll until SIGTERM or SIGINT")
+    commands.add_parser("run", parents=[common],
+                        help="poll until SIGTERM or SIGINT; SIGHUP reloads the rules file")
+    status = commands.add_parser("status", parents=[common],
+                                 help="read the database once and print a table of jobs")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    commands.add_parser("doctor", parents=[common],
+                        help="check what the configured role can see and do; exit 1 when"
+                        " something the rules need is missing")
     add_parsers(commands, common)
     actions = commands.add_parser("actions", parents=[common],
                                   help="list stored remediation actions, newest first")
@@ -85,9 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ConfigError as exc:
         return _report_problems(exc)
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
-    handlers = {"validate": _validate, "once": _once, "run": _run}
+    handlers = {"validate": _validate, "once": _once, "run": _run, "doctor": _doctor}
     with_args = {"silence": silence, "test-notify": send_test_notifications}
     try:
         if args.command in with_args:
@@ -96,22 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _actions(settings, args.limit)
         if args.command == "restore":
             return _restore(settings, args.job, args.dry_run)
+        if args.command == "status":
+            return _status(settings, args.json)
         return handlers[args.command](settings)
     except ConfigError as exc:
         return _report_problems(exc)
     except WatchdogError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Apprise's own debug lines may carry URLs with tokens; keep them out.
-    logging.getLogger("apprise").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def _report_problems(exc: ConfigError) -> int:
@@ -131,7 +135,8 @@ def _validate(settings: Settings) -> int:
 
 def _open(settings: Settings) -> tuple[RuleSet, StateStore, PgSource]:
     rules = load_rules(settings.rules_file)
-    source = PgSource(settings.database_url)
+    source = PgSource(settings.database_url, settings.connect_timeout,
+                      settings.statement_timeout)
     store = StateStore(settings.state_path)
     return rules, store, source
 
@@ -165,20 +170,23 @@ def _print_summary(result: CycleResult) -> None:
 
 def _run(settings: Settings) -> int:
     rules, store, source = _open(settings)
+    health = Health(settings.poll_interval)
+    metrics = Metrics()
+    heartbeat = Heartbeat(settings.heartbeat_url) if settings.heartbeat_url else None
     worker = Worker(rules, store, source, settings.cron_timezone)
-
-    def cycle() -> None:
-        try:
-            worker.cycle()
-        except SourceError as exc:
-            # Expected trouble (database down, wrong role): one line, no traceback.
-            log.error("poll cycle failed: %s", exc)
-
-    stop = StopFlag()
-    stop.install()
+    service = Service(worker, settings.rules_file, settings.outage_after, health, metrics,
+                      heartbeat)
+    server: HealthServer | None = None
     try:
-        run_forever(cycle, settings.poll_interval, stop)
+        if settings.http_addr:
+            server = HealthServer(settings.http_addr, health, metrics).start()
+        stop = StopFlag()
+        stop.install()
+        signal.signal(signal.SIGHUP, lambda signum, frame: _request_reload(service))
+        run_forever(service.tick, settings.poll_interval, stop)
     finally:
+        if server is not None:
+            server.stop()
         source.close()
         store.close()
     return EXIT_OK
@@ -206,6 +214,41 @@ def _restore(settings: Settings, job: str, dry_run: bool) -> int:
         source.close()
         store.close()
     return EXIT_OK
+
+
+def _request_reload(service: Service) -> None:
+    log.info("SIGHUP received: rereading the rules file before the next cycle")
+    service.reload_requested.set()
+
+
+def _status(settings: Settings, as_json: bool) -> int:
+    from watchdog.status import format_table, read_status
+
+    rules, store, source = _open(settings)
+    try:
+        rows = read_status(rules, store, source, settings.cron_timezone)
+    finally:
+        source.close()
+        store.close()
+    if as_json:
+        print(json.dumps([row.as_dict() for row in rows], indent=2))
+    else:
+        print(format_table(rows))
+    return EXIT_OK
+
+
+def _doctor(settings: Settings) -> int:
+    from watchdog.doctor import format_checks, run_checks
+
+    rules = load_rules(settings.rules_file)
+    source = PgSource(settings.database_url, settings.connect_timeout,
+                      settings.statement_timeout)
+    try:
+        checks = run_checks(rules, source)
+    finally:
+        source.close()
+    print(format_checks(checks))
+    return EXIT_OK if all(check.ok or not check.required for check in checks) else EXIT_FIRING
 
 
 if __name__ == "__main__":

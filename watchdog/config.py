@@ -15,6 +15,9 @@ from watchdog.durations import parse_duration
 from watchdog.errors import ConfigError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+# Away from postgres_exporter's 9187 and node_exporter's 9100.
+DEFAULT_HTTP_ADDR = "127.0.0.1:9631"
 
 
 def default_state_path() -> Path:
@@ -36,18 +39,51 @@ class Settings(BaseSettings):
     # Used only when the role may not read cron.timezone (pg_cron 1.5+, not a
     # superuser and not in pg_read_all_settings).
     cron_timezone: str | None = None
+    connect_timeout: float = 10.0
+    statement_timeout: float = 15.0
+    # Failed polls in a row before the watchdog alerts that it cannot read the database.
+    outage_after: int = 3
+    http_addr: str = DEFAULT_HTTP_ADDR
+    heartbeat_url: str = ""
+    log_format: str = "text"
 
     @field_validator("poll_interval", mode="before")
     @classmethod
     def _parse_interval(cls, value: Any) -> float:
-        plain_number = isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value)
-        if isinstance(value, int | float) or plain_number:
-            seconds = float(value)
-        else:
-            seconds = parse_duration(str(value)).total_seconds()
+        seconds = _seconds(value)
         if seconds < 1:
             raise ValueError(f"poll interval {value!r} is below 1 second")
         return seconds
+
+    @field_validator("connect_timeout", "statement_timeout", mode="before")
+    @classmethod
+    def _parse_timeout(cls, value: Any) -> float:
+        seconds = _seconds(value)
+        if seconds < 1:
+            raise ValueError(f"timeout {value!r} is below 1 second")
+        return seconds
+
+    @field_validator("outage_after")
+    @classmethod
+    def _check_outage_after(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"{value} must be a whole number of polls, at least 1")
+        return value
+
+    @field_validator("http_addr")
+    @classmethod
+    def _check_http_addr(cls, value: str) -> str:
+        if value.strip():
+            parse_http_addr(value)
+        return value.strip()
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _check_format(cls, value: Any) -> str:
+        text = str(value).lower()
+        if text not in LOG_FORMATS:
+            raise ValueError(f"log format {value!r} is not one of {', '.join(LOG_FORMATS)}")
+        return text
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -56,6 +92,26 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"log level {value!r} is not one of {', '.join(LOG_LEVELS)}")
         return level
+
+
+def _seconds(value: Any) -> float:
+    """Read a number of seconds, or a duration such as "30s" or "2m"."""
+    plain_number = isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value)
+    if isinstance(value, int | float) or plain_number:
+        return float(value)
+    return parse_duration(str(value)).total_seconds()
+
+
+def parse_http_addr(value: str) -> tuple[str, int]:
+    """Split `HOST:PORT` into its parts; raise ValueError naming the expected form."""
+    host, _, port = value.strip().rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f"address {value!r} is not HOST:PORT, such as {DEFAULT_HTTP_ADDR};"
+            " set it empty to disable the HTTP server"
+        )
+    return host, int(port)
 
 
 def load_settings(**overrides: Any) -> Settings:

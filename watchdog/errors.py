@@ -19,6 +19,10 @@ class SourceError(WatchdogError):
     """The watched database could not be read; the message has the DSN masked."""
 
 
+class ReconnectPending(SourceError):
+    """The poll was skipped because the reconnect backoff has not elapsed yet."""
+
+
 class VisibilityError(SourceError):
     """The connected role sees no pg_cron jobs, usually because of row-level security."""
 

@@ -16,6 +16,7 @@ from watchdog.schedules import (
     IntervalSchedule,
     RebootSchedule,
     ScheduleError,
+    UnevaluableSchedule,
     cron_zone,
     parse_schedule,
 )
@@ -147,7 +148,7 @@ def missing_run(
     except ScheduleError as exc:
         log.warning("rule %r cannot evaluate job %s: %s", rule.name, job.label, exc)
         return None
-    if isinstance(schedule, RebootSchedule):
+    if isinstance(schedule, RebootSchedule | UnevaluableSchedule):
         return None
 
     last_start = snapshot.last_start.get(job.jobid)

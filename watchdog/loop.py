@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
@@ -14,7 +15,7 @@ import schedule
 
 from watchdog.alerts import firing_alerts, update_alerts
 from watchdog.evaluate import evaluate
-from watchdog.models import AlertEvent, Snapshot
+from watchdog.models import AlertEvent, Snapshot, Verdict
 from watchdog.outbox import DeliveryReport, deliver_due, enqueue_events
 from watchdog.remediate import remediate_events
 from watchdog.rules import RuleSet
@@ -48,6 +49,14 @@ class Worker:
         self.store = store
         self.source = source
         self.fallback_timezone = fallback_timezone
+        # Called with the channel name and outcome of every send (for metrics).
+        self.on_delivery: Callable[[str, bool], None] | None = None
+        # Database time of the last successful read.
+        self.last_read_at: datetime | None = None
+        # While polls fail: the last good read. After them: that time and the
+        # first good read again, the span in which missed slots are not alerted.
+        self.unread_since: datetime | None = None
+        self.unread_span: tuple[datetime, datetime] | None = None
 
     @property
     def target(self) -> str:
@@ -68,7 +77,15 @@ class Worker:
             self.source, self.store, self.rules.lookback, self.fallback_timezone
         )
         now = snapshot.taken_at
+        self.last_read_at = now
+        if self.unread_since is not None:
+            self.unread_span = (self.unread_since, now)
+            self.unread_since = None
         verdicts = evaluate(self.rules, snapshot, now)
+        if self.unread_span is not None:
+            already_firing = {key for key, record in self.store.alerts(self.target).items()
+                              if record.state == "firing"}
+            verdicts = hold_unread_slots(verdicts, self.unread_span, already_firing)
 
         muting = Muting(
             now, tuple(self.store.silences(self.target, now)), self.rules.maintenance
@@ -83,15 +100,43 @@ class Worker:
             events = remediate_events(self.store, self.source, self.rules, snapshot, events)
             enqueue_events(self.store, self.target, self.rules, events, now)
 
-        delivery = deliver_due(self.store, self.target, self.rules, now)
+        delivery = deliver_due(self.store, self.target, self.rules, now, self.on_delivery)
         firing = firing_alerts(self.store, self.target)
         log.info(
-            "cycle on %s: %d jobs, %d runs in window, %d alerts firing, %d changed,"
-            " %d messages sent, %d waiting",
-            self.target, len(snapshot.jobs), len(snapshot.runs), len(firing), len(events),
-            delivery.sent, delivery.waiting,
+            "cycle on %s: %d rows read, %d jobs, %d runs in window, %d alerts firing,"
+            " %d changed, %d messages sent, %d waiting",
+            self.target, snapshot.rows_read, len(snapshot.jobs), len(snapshot.runs),
+            len(firing), len(events), delivery.sent, delivery.waiting,
         )
         return CycleResult(snapshot, events, firing, delivery)
+
+
+def hold_unread_slots(
+    verdicts: list[Verdict], span: tuple[datetime, datetime], firing: set[tuple[str, int]]
+) -> list[Verdict]:
+    """Keep missing_run alerts from starting for slots due while the database was unread.
+
+    When the database itself was down, pg_cron was down too and does not make
+    up missed slots, so every job due in that span would alert at once. The
+    next slot after the span is judged as usual. An alert that was already
+    firing keeps its verdict, so it neither resolves nor repeats.
+    """
+    start, end = span
+    held: list[Verdict] = []
+    for verdict in verdicts:
+        expected = verdict.facts.get("expected_at")
+        if (
+            verdict.kind == "missing_run"
+            and verdict.firing
+            and (verdict.rule, verdict.jobid) not in firing
+            and isinstance(expected, str)
+            and start <= datetime.fromisoformat(expected) <= end
+        ):
+            log.debug("alert %r on job %s held: its slot at %s fell while the database"
+                     " could not be read", verdict.rule, verdict.job_label, expected)
+            verdict = dataclasses.replace(verdict, firing=False)
+        held.append(verdict)
+    return held
 
 
 class StopFlag:

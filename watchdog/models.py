@@ -129,6 +129,8 @@ class Snapshot:
     # When the watchdog last paused or unscheduled each job, by jobid; see
     # `canceled_by_watchdog`.
     watchdog_cancels: dict[int, datetime] = field(default_factory=dict)
+    # Rows this poll read from cron.job and cron.job_run_details.
+    rows_read: int = 0
 
     def runs_of(self, jobid: int) -> list[Run]:
         return [run for run in self.runs if run.jobid == jobid]

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -89,8 +90,13 @@ def drop_expired(store: StateStore, target: str, max_age: timedelta, now: dateti
     return dropped
 
 
-def deliver_due(store: StateStore, target: str, rules: RuleSet, now: datetime) -> DeliveryReport:
+def deliver_due(
+    store: StateStore, target: str, rules: RuleSet, now: datetime,
+    on_result: Callable[[str, bool], None] | None = None,
+) -> DeliveryReport:
     """Send every stored message that is due; reschedule the ones that fail.
+
+    `on_result` is called with the channel name and the outcome of each send.
 
     A message still undelivered `rules.outbox_max_age` after it was stored is
     dropped and logged with its alert ids.
@@ -120,6 +126,8 @@ def deliver_due(store: StateStore, target: str, rules: RuleSet, now: datetime) -
 
         single = dataclasses.replace(channel, urls=(url,))
         result = notify.send(single, entry.title, entry.body, entry.notify_type)[0]
+        if on_result is not None:
+            on_result(channel.name, result.ok)
         if result.ok:
             store.delivered(entry.id)
             sent += 1

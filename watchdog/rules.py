@@ -129,6 +129,8 @@ class RuleSet:
     templates: Templates = field(default_factory=Templates)
     outbox_max_age: timedelta = DEFAULT_OUTBOX_MAX_AGE
     remediation: RemediationSettings = field(default_factory=RemediationSettings)
+    # Channels of `[defaults] notify`, which also carry the watchdog's own alerts.
+    default_notify: tuple[str, ...] = ()
 
     @property
     def lookback(self) -> timedelta:
@@ -189,7 +191,7 @@ def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> RuleSet:
         raise ConfigError(problems.items)
     return RuleSet(
         tuple(rules), channels, locale, source, maintenance, display_timezone, templates,
-        outbox_max_age, remediation,
+        outbox_max_age, remediation, defaults.notify,
     )
 
 

@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from watchdog.cronsyntax import CronSyntaxError, parse_fields
+
 # pg_cron's interval form: 1 to 59 seconds, singular or plural, any case.
 _INTERVAL = re.compile(r"^\s*(\d+)\s+seconds?\s*$", re.IGNORECASE)
 
@@ -27,6 +29,7 @@ _MACROS = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
+_REBOOT_MACROS = ("@reboot", "@restart")
 
 # Slots counted when saying how many runs were missed; beyond it the count is "at least".
 MAX_COUNTED_SLOTS = 10_000
@@ -73,7 +76,15 @@ class RebootSchedule:
     text: str
 
 
-Schedule = CronSchedule | IntervalSchedule | RebootSchedule
+@dataclass(frozen=True)
+class UnevaluableSchedule:
+    """A schedule pg_cron accepts but the watchdog cannot compute slots for."""
+
+    text: str
+    reason: str
+
+
+Schedule = CronSchedule | IntervalSchedule | RebootSchedule | UnevaluableSchedule
 
 
 def parse_schedule(text: str) -> Schedule:
@@ -86,30 +97,64 @@ def parse_schedule(text: str) -> Schedule:
             raise ScheduleError(f"schedule {text!r}: an interval must be 1 to 59 seconds")
         return IntervalSchedule(text, seconds)
 
-    lowered = stripped.lower()
-    if lowered == "@reboot":
-        return RebootSchedule(text)
-    if lowered.startswith("@"):
-        if lowered not in _MACROS:
-            allowed = ", ".join([*_MACROS, "@reboot"])
-            raise ScheduleError(f"schedule {text!r}: unknown macro, expected one of {allowed}")
-        stripped = _MACROS[lowered]
+    if stripped.startswith("@"):
+        return _parse_macro(text, stripped)
+    return _parse_fields(text, stripped)
 
-    fields = stripped.split()
-    if len(fields) != 5:
-        raise ScheduleError(
-            f"schedule {text!r}: expected 5 cron fields, a macro such as @hourly,"
-            " or an interval such as '30 seconds'"
-        )
-    # pg_cron writes the last day of the month as `$`; cronsim calls it `L`.
-    if fields[2] == "$":
-        fields[2] = "L"
-    expression = " ".join(fields)
+
+def _parse_macro(text: str, stripped: str) -> Schedule:
+    # pg_cron reads the macro up to the first blank and ignores the rest; it is case-sensitive.
+    word = stripped.split(maxsplit=1)[0]
+    if word in _REBOOT_MACROS:
+        return RebootSchedule(text)
+    if word not in _MACROS:
+        allowed = ", ".join([*_MACROS, *_REBOOT_MACROS])
+        raise ScheduleError(f"schedule {text!r}: unknown macro, expected one of {allowed}")
+    return CronSchedule(text, _MACROS[word])
+
+
+def _parse_fields(text: str, stripped: str) -> Schedule:
+    # pg_cron 1.6+ writes the last day of the month as `$`; cronsim calls it `L`.
+    tokens = stripped.split()
+    last_day = len(tokens) >= 3 and tokens[2] == "$"
+    if last_day:
+        tokens[2] = "1"
+    try:
+        fields = parse_fields(" ".join(tokens))
+    except CronSyntaxError as exc:
+        raise ScheduleError(f"schedule {text!r}: {exc}") from exc
+    if not all(field.exact for field in fields):
+        return UnevaluableSchedule(text, "it has a reversed range such as 5-1")
+
+    parts = [field.token for field in fields]
+    if last_day:
+        parts[2] = "L"
+    expression = " ".join(parts)
+    if not _cronsim_accepts(expression):
+        # Steps beyond the range (*/61) and other forms cronsim rejects: list the values.
+        parts = [
+            part if _cronsim_accepts(part, position) else ",".join(map(str, sorted(field.values)))
+            for position, (part, field) in enumerate(zip(parts, fields, strict=True))
+        ]
+        expression = " ".join(parts)
     try:
         CronSim(expression, datetime(2000, 1, 1, tzinfo=UTC))
     except CronSimError as exc:
-        raise ScheduleError(f"schedule {text!r}: {exc}") from exc
+        # pg_cron accepts a date that never comes, such as 30 February.
+        return UnevaluableSchedule(text, str(exc))
     return CronSchedule(text, expression)
+
+
+def _cronsim_accepts(expression: str, position: int | None = None) -> bool:
+    if position is not None:
+        fields = ["*"] * 5
+        fields[position] = expression
+        expression = " ".join(fields)
+    try:
+        CronSim(expression, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError:
+        return False
+    return True
 
 
 def cron_zone(name: str) -> ZoneInfo:

@@ -43,7 +43,8 @@ def take_snapshot(
         cursor = store.cursor(target)
         bounds = source.runid_bounds(cur)
 
-        if cursor is not None and (bounds is None or bounds[1] < cursor):
+        # Cursor 0 means the table was empty when last read, which is no step back.
+        if cursor and (bounds is None or bounds[1] < cursor):
             log.warning(
                 "run history on %s went backwards (newest runid %s, cursor %s): the table"
                 " was truncated or its sequence reset; rebuilding the stored window",
@@ -89,6 +90,7 @@ def take_snapshot(
         role=context.role,
         in_recovery=context.in_recovery,
         watchdog_cancels=store.cancel_times(target),
+        rows_read=len(jobs) + len(new_runs) + len(reread),
     )
 
 

@@ -10,6 +10,8 @@ for the start of the window on the first poll. Nothing filters on
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from watchdog.config import mask_dsn
-from watchdog.errors import SourceError, VisibilityError
+from watchdog.errors import ReconnectPending, SourceError, VisibilityError
 from watchdog.models import Job, Run
 
 log = logging.getLogger(__name__)
@@ -30,9 +32,13 @@ log = logging.getLogger(__name__)
 # Rows fetched per query while catching up; keeps memory flat on a first poll
 # of a long history.
 BATCH_SIZE = 5000
-STATEMENT_TIMEOUT_MS = 15_000
+STATEMENT_TIMEOUT_S = 15.0
+CONNECT_TIMEOUT_S = 10.0
+# Reconnect backoff: doubles from the first delay up to the cap, each delay
+# scaled by a random factor so several watchdogs do not reconnect in step.
+RECONNECT_FIRST_DELAY_S = 1.0
+RECONNECT_MAX_DELAY_S = 60.0
 LOCK_TIMEOUT_MS = 10_000
-CONNECT_TIMEOUT_S = 10
 
 _RUN_COLUMNS = "runid, jobid, status, return_message, start_time, end_time"
 
@@ -64,7 +70,12 @@ def target_name(dsn: str) -> str:
 class PgSource:
     """One connection to the watched database, opened lazily and reopened after a loss."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
+        statement_timeout: float = STATEMENT_TIMEOUT_S,
+    ) -> None:
         if not dsn:
             raise SourceError(
                 "no database URL: set WATCHDOG_DATABASE_URL or --database-url, for example"
@@ -72,7 +83,13 @@ class PgSource:
             )
         self.dsn = dsn
         self.target = target_name(dsn)
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
+        # Failed connection attempts in a row, and when the next one may start (monotonic).
+        self.failed_attempts = 0
+        self._next_attempt = 0.0
+        self._last_error = ""
 
     def close(self) -> None:
         if self._conn is not None:
@@ -82,20 +99,43 @@ class PgSource:
     def _connect(self) -> psycopg.Connection[dict[str, Any]]:
         if self._conn is not None and not self._conn.closed:
             return self._conn
+        target = mask_dsn(self.dsn)
+        wait = self._next_attempt - time.monotonic()
+        if wait > 0:
+            raise ReconnectPending(
+                f"cannot connect to {target}: {self._last_error}"
+                f" (attempt {self.failed_attempts + 1} in {wait:.0f}s)"
+            )
         try:
             # prepare_threshold=None: no server-side prepared statements, which
             # transaction-mode poolers (PgBouncer, Supavisor) cannot keep.
             self._conn = psycopg.connect(
                 self.dsn,
                 row_factory=dict_row,
-                connect_timeout=CONNECT_TIMEOUT_S,
+                connect_timeout=max(1, round(self.connect_timeout)),
                 application_name="cron-watchdog",
                 prepare_threshold=None,
             )
         except psycopg.Error as exc:
-            target = mask_dsn(self.dsn)
-            raise SourceError(f"cannot connect to {target}: {_first_line(exc)}") from exc
+            self._schedule_retry(_first_line(exc))
+            raise SourceError(f"cannot connect to {target}: {self._last_error}") from exc
+        if self.failed_attempts:
+            log.info("connected to %s after %d failed attempts", target, self.failed_attempts)
+        self.failed_attempts = 0
+        self._next_attempt = 0.0
         return self._conn
+
+    def _schedule_retry(self, error: str) -> None:
+        self.failed_attempts += 1
+        self._last_error = error
+        delay = min(RECONNECT_FIRST_DELAY_S * 2 ** (self.failed_attempts - 1),
+                    RECONNECT_MAX_DELAY_S)
+        delay *= random.uniform(0.5, 1.0)
+        self._next_attempt = time.monotonic() + delay
+        log.warning(
+            "cannot connect to %s (attempt %d): %s; next attempt in %.1fs at the earliest",
+            mask_dsn(self.dsn), self.failed_attempts, error, delay,
+        )
 
     @contextmanager
     def read_transaction(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
@@ -104,9 +144,8 @@ class PgSource:
         try:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SET TRANSACTION READ ONLY")
-                cur.execute(
-                    sql.SQL("SET LOCAL statement_timeout = {}").format(STATEMENT_TIMEOUT_MS)
-                )
+                timeout_ms = round(self.statement_timeout * 1000)
+                cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(timeout_ms))
                 yield cur
         except psycopg.errors.UndefinedTable as exc:
             raise SourceError(
@@ -118,6 +157,13 @@ class PgSource:
                 f"the role cannot read pg_cron tables on {mask_dsn(self.dsn)}"
                 f" ({_first_line(exc)}): GRANT USAGE ON SCHEMA cron and SELECT on cron.job"
                 " and cron.job_run_details, or connect as the role that owns the jobs"
+            ) from exc
+        except psycopg.errors.QueryCanceled as exc:
+            # The transaction was rolled back; the connection itself stays usable.
+            raise SourceError(
+                f"query on {mask_dsn(self.dsn)} timed out after {self.statement_timeout:g}s"
+                f" (WATCHDOG_STATEMENT_TIMEOUT): {_first_line(exc)}. A lock or an overloaded"
+                " server held it up; the next poll tries again"
             ) from exc
         except psycopg.OperationalError as exc:
             self.close()
@@ -135,9 +181,8 @@ class PgSource:
         conn = self._connect()
         try:
             with conn.transaction(), conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL("SET LOCAL statement_timeout = {}").format(STATEMENT_TIMEOUT_MS)
-                )
+                timeout_ms = round(self.statement_timeout * 1000)
+                cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(timeout_ms))
                 # Waiting on a row lock that a hung session holds must not stall the cycle.
                 cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(LOCK_TIMEOUT_MS))
                 yield cur

@@ -181,9 +181,17 @@ class StateStore:
                  " to a writable location"]
             ) from exc
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._migrate()
+        try:
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise ConfigError(
+                [f"state file {path}: not a readable watchdog state database ({exc}). The file"
+                 " was left unchanged. Restore it from a backup, or move it away to start"
+                 " with empty state: alerts that are firing now will then be announced again"]
+            ) from exc
 
     def close(self) -> None:
         self._db.close()
@@ -210,7 +218,8 @@ class StateStore:
         if version > SCHEMA_VERSION:
             raise ConfigError(
                 [f"state file {self.path}: schema version {version} is newer than this"
-                 f" watchdog supports ({SCHEMA_VERSION}); upgrade pg-cron-watchdog"]
+                 f" watchdog supports ({SCHEMA_VERSION}). The file was left unchanged:"
+                 " upgrade pg-cron-watchdog, or point WATCHDOG_STATE_PATH at another file"]
             )
         for target_version in range(version, SCHEMA_VERSION):
             with self.transaction():
@@ -221,6 +230,22 @@ class StateStore:
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                     (str(target_version + 1),),
                 )
+
+    # Settings of the watchdog itself, as key-value pairs in the meta table
+
+    def meta_value(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return str(row["value"]) if row else None
+
+    def set_meta_value(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
+
+    def delete_meta_value(self, key: str) -> None:
+        self._db.execute("DELETE FROM meta WHERE key=?", (key,))
 
     # Cursor and runs
 
