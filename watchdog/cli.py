@@ -109,7 +109,10 @@ def _open(settings: Settings) -> tuple[RuleSet, StateStore, PgSource]:
 def _once(settings: Settings) -> int:
     rules, store, source = _open(settings)
     try:
-        result = Worker(rules, store, source, settings.cron_timezone).cycle()
+        worker = Worker(
+            rules, store, source, settings.cron_timezone, settings.max_running_jobs
+        )
+        result = worker.cycle()
     finally:
         source.close()
         store.close()
@@ -135,7 +138,7 @@ def _print_summary(result: CycleResult) -> None:
 
 def _run(settings: Settings) -> int:
     rules, store, source = _open(settings)
-    worker = Worker(rules, store, source, settings.cron_timezone)
+    worker = Worker(rules, store, source, settings.cron_timezone, settings.max_running_jobs)
 
     def cycle() -> None:
         try:

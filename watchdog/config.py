@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # Used only when the role may not read cron.timezone (pg_cron 1.5+, not a
     # superuser and not in pg_read_all_settings).
     cron_timezone: str | None = None
+    # Used only when the role may not read cron.max_running_jobs (superuser-only);
+    # unset means pg_cron's default of 32.
+    max_running_jobs: int | None = None
 
     @field_validator("poll_interval", mode="before")
     @classmethod

@@ -17,7 +17,7 @@ from watchdog.evaluate import evaluate
 from watchdog.models import AlertEvent, Snapshot
 from watchdog.outbox import DeliveryReport, deliver_due, enqueue_events
 from watchdog.rules import RuleSet
-from watchdog.snapshot import take_snapshot
+from watchdog.snapshot import ClusterReads, take_snapshot
 from watchdog.source import PgSource
 from watchdog.state import AlertRecord, StateStore
 
@@ -41,11 +41,13 @@ class Worker:
         store: StateStore,
         source: PgSource,
         fallback_timezone: str | None = None,
+        fallback_max_running_jobs: int | None = None,
     ) -> None:
         self.rules = rules
         self.store = store
         self.source = source
         self.fallback_timezone = fallback_timezone
+        self.fallback_max_running_jobs = fallback_max_running_jobs
 
     @property
     def target(self) -> str:
@@ -61,8 +63,9 @@ class Worker:
            one transaction with the alert change, so no alert is lost.
         4. Deliver due messages, including retries of earlier failures.
         """
+        reads = ClusterReads.for_rules(self.rules, self.fallback_max_running_jobs)
         snapshot = take_snapshot(
-            self.source, self.store, self.rules.lookback, self.fallback_timezone
+            self.source, self.store, self.rules.lookback, self.fallback_timezone, reads
         )
         now = snapshot.taken_at
         verdicts = evaluate(self.rules, snapshot, now)

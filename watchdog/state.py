@@ -16,9 +16,9 @@ from datetime import datetime
 from pathlib import Path
 
 from watchdog.errors import ConfigError
-from watchdog.models import Run
+from watchdog.models import Job, Run
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,8 +51,18 @@ CREATE TABLE outbox (
 );
 """
 
+# The definition each job had when first seen, kept after it is unscheduled, for job_drift.
+_SCHEMA_V2 = """
+CREATE TABLE job_definitions (
+    target TEXT NOT NULL, jobid INTEGER NOT NULL, jobname TEXT, schedule TEXT NOT NULL,
+    command TEXT NOT NULL, database TEXT NOT NULL, username TEXT NOT NULL,
+    active INTEGER NOT NULL, first_seen TEXT NOT NULL,
+    PRIMARY KEY (target, jobid)
+);
+"""
+
 # Each entry upgrades the schema from its index to the next version.
-_MIGRATIONS: list[str] = [_SCHEMA_V1]
+_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2]
 
 
 def _time(value: datetime | None) -> str | None:
@@ -234,6 +244,36 @@ class StateStore:
             if row["last_start"]:
                 last_start[row["jobid"]] = datetime.fromisoformat(row["last_start"])
         return first_seen, last_start
+
+    def note_job_definitions(self, target: str, jobs: Iterable[Job], now: datetime) -> None:
+        """Store the definition of each job not seen before; a known job keeps its first one."""
+        self._db.executemany(
+            "INSERT OR IGNORE INTO job_definitions (target, jobid, jobname, schedule, command,"
+            " database, username, active, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (target, job.jobid, job.jobname, job.schedule, job.command, job.database,
+                 job.username, int(job.active), now.isoformat())
+                for job in jobs
+            ],
+        )
+
+    def job_definitions(self, target: str) -> dict[int, Job]:
+        """Return the first-seen definition of every job, including unscheduled ones."""
+        rows = self._db.execute("SELECT * FROM job_definitions WHERE target=?", (target,))
+        return {
+            row["jobid"]: Job(
+                jobid=row["jobid"], jobname=row["jobname"], schedule=row["schedule"],
+                command=row["command"], database=row["database"], username=row["username"],
+                active=bool(row["active"]),
+            )
+            for row in rows
+        }
+
+    def forget_job_definition(self, target: str, jobid: int) -> None:
+        """Drop a job's stored definition, so its current one becomes the expected one."""
+        self._db.execute(
+            "DELETE FROM job_definitions WHERE target=? AND jobid=?", (target, jobid)
+        )
 
     # Alerts
 
