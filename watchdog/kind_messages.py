@@ -70,12 +70,14 @@ def _seconds(value: float, locale: str) -> str:
     """Format a measured duration: `0.25 s` or `12.4 s` below a minute, else as a span."""
     if value >= 60:
         return _span(value, locale)
-    text = f"{value:.{2 if value < 1 else 1}f}".rstrip("0").rstrip(".")
-    return f"{text.replace('.', ',')} с" if locale == "ru" else f"{text} s"
+    text = _number(value, locale, 2 if value < 1 else 1)
+    return f"{text} с" if locale == "ru" else f"{text} s"
 
 
 def _number(value: float, locale: str, digits: int = 1) -> str:
-    text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
+    text = f"{value:.{digits}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
     return text.replace(".", ",") if locale == "ru" else text
 
 
