@@ -88,7 +88,7 @@ CASES = [
      replace(snapshot([job()], []), history_size=HistorySize(1_234_567, 3 * 1024**3,
                                                              "runid_span")),
      ["about 1,234,567 rows, 3 GB on disk (limit: 1,000 rows)", "never analyzed",
-      "Purge deletes runs older than 7d"],
+      "Runs older than 7d (keep) are due for purge"],
      ["около 1\u00a0234\u00a0567 строк, 3 ГБ на диске", "ещё ни разу не анализировали",
       "старше 7 д"]),
 ]

@@ -335,8 +335,8 @@ def _run_history_size(facts: dict[str, Fact], locale: str) -> list[str]:
     keep = facts.get("keep_seconds")
     if isinstance(keep, int | float):
         span = _span(float(keep), locale)
-        lines.append(f"Очистка (purge) удаляет запуски старше {span} пакетами по runid" if ru
-                     else f"Purge deletes runs older than {span} in batches by runid")
+        lines.append(f"Запуски старше {span} (keep) подлежат очистке пакетами по runid" if ru
+                     else f"Runs older than {span} (keep) are due for purge in batches by runid")
     else:
         lines.append("pg_cron сам не удаляет историю запусков: запланируйте очистку или выключите"
                      " cron.log_run" if ru else
