@@ -157,6 +157,8 @@ def test_scheduler_down_message_names_suppressed_jobs() -> None:
     assert "Now: the pg_cron scheduler is running (0 process)" in resolved
     [missing] = [v for v in verdicts if v.jobid == 1 and v.kind == "missing_run"]
     assert "Suppressed: the pg_cron scheduler is down" in render(event(missing), "en")[1]
+    quiet = render(event(missing, "resolved"), "en")[1]
+    assert "Suppressed: the pg_cron scheduler is down" in quiet
 
 
 def test_infrastructure_message_groups_jobs_by_minute() -> None:

@@ -76,7 +76,7 @@ def test_run_history_size_from_catalog(pg: Conn, pg_cluster: PgCronCluster,
         add_run(pg, jobid, started=now - timedelta(minutes=minute + 1))
     ruleset = rules('[[rules]]\nname = "history"\nkind = "run_history_size"\nmax_rows = 3\n')
 
-    # Never analyzed: reltuples is -1, so the runid range stands in.
+    # Never analyzed: reltuples is -1, so the runid range is used instead.
     first = cycle(pg_cluster.dsn, ruleset, tmp_path / "a.sqlite3")
     facts = verdict_of(first, "history")["facts"]
     assert facts["rows_source"] == "runid_span"

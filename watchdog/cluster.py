@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 # pg_cron's own default for cron.max_running_jobs.
 DEFAULT_MAX_RUNNING_JOBS = 32
-# Newest pg_net responses read per poll; pg_net keeps them only for pg_net.ttl (6 hours by
-# default), so this bounds the read when a job floods the table.
+# Newest pg_net responses read per poll. pg_net deletes responses after pg_net.ttl (6 hours
+# by default), and this limit bounds the read when a job floods the table within that time.
 HTTP_ROWS_MAX = 10_000
 # Characters of each response body read; messages show fewer.
 HTTP_CONTENT_MAX_CHARS = 500

@@ -357,7 +357,9 @@ def _http_failures(facts: dict[str, Fact], locale: str) -> list[str]:
              " timeout or error_msg"]
     if facts.get("last_id") is not None:
         status = facts.get("last_status") or NO_VALUE
-        timed_out = (" (таймаут)" if ru else " (timed out)") if facts.get("last_timed_out") else ""
+        timed_out = ""
+        if facts.get("last_timed_out"):
+            timed_out = " (таймаут)" if ru else " (timed out)"
         lines.append(f"Последний неудачный ответ id {facts['last_id']}: статус {status}{timed_out}"
                      if ru else
                      f"Last failed response id {facts['last_id']}: status {status}{timed_out}")

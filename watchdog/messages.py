@@ -203,7 +203,7 @@ class _MissingRun:
 
 @dataclass(frozen=True)
 class _SlowAverage:
-    """Facts of slow_average. `mean_seconds` holds the chosen statistic, whatever it is."""
+    """Facts of slow_average. `mean_seconds` contains the chosen statistic, whatever it is."""
 
     mean_seconds: float
     max_seconds: float
@@ -591,6 +591,11 @@ def _resolved_lines(event: AlertEvent, texts: _Texts) -> list[str]:
     else:
         current = _summary(verdict.kind, verdict.facts, texts)[0]
     lines.append(texts.now(current))
+    if verdict.kind == "missing_run":
+        # A miss suppressed by scheduler_down resolves here; say why it went quiet.
+        from watchdog.kind_messages import missing_run_notes
+
+        lines.extend(missing_run_notes(verdict.facts, texts.locale))
     if event.database:
         lines.append(texts.database(event.database))
     return lines

@@ -107,7 +107,7 @@ class Run:
 
 @dataclass(frozen=True)
 class SchedulerStatus:
-    """What one poll read about pg_cron's scheduler process and its settings.
+    """The pg_cron scheduler process and its settings, as read by one poll.
 
     `processes` counts pg_stat_activity rows of the pg_cron launcher.
     `launch_active_jobs` and `max_running_jobs` are None when the role may
@@ -126,7 +126,7 @@ class HistorySize:
     """The catalog's estimate of `cron.job_run_details`, read without counting rows.
 
     `rows` is pg_class.reltuples, or the runid span when the table was never
-    analyzed (reltuples -1); `rows_source` says which.
+    analyzed (reltuples -1). `rows_source` names the source.
     """
 
     rows: int

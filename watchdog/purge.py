@@ -1,7 +1,7 @@
 """Delete old rows of `cron.job_run_details` in short transactions, by runid range.
 
 pg_cron never deletes its run history. A single `DELETE ... WHERE end_time <
-...` on a large table holds one long transaction and scans the table, because
+...` on a large table runs as one long transaction and scans the table, because
 runid is its only index. Here the boundary is found by a binary search on
 runid, and rows below it are deleted in batches of consecutive runids, each in
 its own transaction.
@@ -43,7 +43,8 @@ _DELETE = (
 
 @dataclass(frozen=True)
 class PurgeResult:
-    """What a purge did. `boundary` is the lowest runid kept by age; None when nothing is old."""
+    """The outcome of a purge. `boundary` is the lowest runid kept by age, or None when no
+    run is old enough."""
 
     boundary: int | None
     deleted: int

@@ -551,7 +551,7 @@ _KIND_DEFAULTS: dict[str, dict[str, Any]] = {
 _REQUIRED: dict[str, dict[str, str]] = {
     "failure_ratio": {"threshold": "a number with 0 < threshold <= 1, such as 0.2"},
     "missing_run": {},
-    # slow_average needs max_duration or min_duration; _check_slow_average says so.
+    # slow_average needs max_duration or min_duration, which _check_slow_average checks.
     "slow_average": {},
     "consecutive_failures": {},
     "stuck_run": {"max_runtime": f"{DURATION_FORM}"},

@@ -26,7 +26,7 @@ TRIM_MARGIN = timedelta(minutes=10)
 
 @dataclass(frozen=True)
 class ClusterReads:
-    """Which scheduler-wide facts a poll reads, derived from the rule kinds in use.
+    """The scheduler-wide facts that a poll reads, derived from the rule kinds in use.
 
     `http_window` is the longest http_failures window, or None when no rule
     needs pg_net responses.
@@ -62,7 +62,7 @@ def take_snapshot(
     Steps: read the server context and jobs; on the first poll (or after the
     cursor went backwards) find where the window starts by runid; read runs
     above the cursor; re-read the runs stored as in flight; trim runs that
-    left the window; read the scheduler-wide facts that `reads` asks for.
+    left the window; read the scheduler-wide facts that `reads` requests.
     All reads happen in one read-only transaction, and all writes to the
     state store in one SQLite transaction. `own_changes` lists the (jobid,
     field) changes the watchdog's remediation made, which job_drift ignores.

@@ -1,9 +1,9 @@
 """Rule kinds beyond failure_ratio, missing_run and slow_average, by concern.
 
 `JOB_EVALUATORS` judge one job at a time, like the first three kinds.
-`SNAPSHOT_EVALUATORS` judge the whole snapshot at once: job_drift (which also
-sees jobs since unscheduled) and the scheduler-wide kinds, whose alerts use
-SCHEDULER_JOBID.
+`SNAPSHOT_EVALUATORS` judge the whole snapshot at once. They are job_drift,
+which also judges jobs since unscheduled, and the scheduler-wide kinds, whose
+alerts use SCHEDULER_JOBID.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Scheduler-wide kinds: one verdict per database, stored under SCHEDULER_JOBID.
 
-Also the cross-kind adjustment of missing_run verdicts: while the scheduler
-is down every job stops, so the per-job misses are suppressed and counted in
-the scheduler_down verdict; while pg_cron runs as many jobs as
+The module also adjusts missing_run verdicts across kinds. While the
+scheduler is down every job stops, so the per-job misses are suppressed and
+counted in the scheduler_down verdict. While pg_cron runs as many jobs as
 cron.max_running_jobs allows, misses are marked as capacity-starved.
 """
 
@@ -196,6 +196,9 @@ def http_failures(rule: Rule, snapshot: Snapshot, now: datetime) -> list[Verdict
     by_count = rule.min_count > 0 and len(failed) >= rule.min_count
     by_ratio = rule.threshold > 0 and len(window) >= rule.min_runs and ratio >= rule.threshold
     last = max(failed, key=lambda response: response.id, default=None)
+    last_timed_out = None
+    if last is not None:
+        last_timed_out = 1 if last.timed_out else 0
     return [_verdict(
         rule,
         HTTP_LABEL,
@@ -211,7 +214,7 @@ def http_failures(rule: Rule, snapshot: Snapshot, now: datetime) -> list[Verdict
             "window_seconds": rule.window.total_seconds(),
             "last_id": last.id if last else None,
             "last_status": last.status_code if last else None,
-            "last_timed_out": (1 if last.timed_out else 0) if last else None,
+            "last_timed_out": last_timed_out,
             "last_body": _trim(last.content) if last else None,
         },
         last_error=_trim(last.error_msg) if last else None,
