@@ -325,3 +325,84 @@ def test_stuck_run_reports_real_pg_sleep(pg: Conn, pg_cluster: PgCronCluster,
         assert verdict["evidence"] == [runid]
     finally:
         pg.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+ALL_KINDS = """
+[[rules]]
+name = "ratio{n}"
+kind = "failure_ratio"
+threshold = 0.5
+[[rules]]
+name = "streak{n}"
+kind = "consecutive_failures"
+[[rules]]
+name = "stuck{n}"
+kind = "stuck_run"
+max_runtime = "10m"
+[[rules]]
+name = "match{n}"
+kind = "error_match"
+pattern = "deadlock"
+[[rules]]
+name = "slower{n}"
+kind = "duration_regression"
+[[rules]]
+name = "drift{n}"
+kind = "job_drift"
+[[rules]]
+name = "infra{n}"
+kind = "infrastructure_failures"
+[[rules]]
+name = "down{n}"
+kind = "scheduler_down"
+[[rules]]
+name = "full{n}"
+kind = "concurrency_saturated"
+[[rules]]
+name = "history{n}"
+kind = "run_history_size"
+max_rows = 1000000
+[[rules]]
+name = "http{n}"
+kind = "http_failures"
+window = "{n}h"
+"""
+
+
+def count_queries(dsn: str, ruleset: RuleSet, state: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> int:
+    executed: list[str] = []
+    original = psycopg.Cursor.execute
+
+    def counting(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        executed.append(str(query))
+        return original(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counting)
+    try:
+        cycle(dsn, ruleset, state)
+    finally:
+        monkeypatch.setattr(psycopg.Cursor, "execute", original)
+    return len(executed)
+
+
+def test_queries_per_cycle_do_not_grow_with_rules(
+    pg: Conn, pg_cluster: PgCronCluster, tmp_path: Path, pg_net_table: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    jobid = schedule_job(pg, "sync-orders")
+    add_run(pg, jobid, started=db_now(pg) - timedelta(minutes=1))
+    base = rules('[[rules]]\nname = "ratio"\nkind = "failure_ratio"\nthreshold = 0.5\n')
+    one_each = rules(ALL_KINDS.format(n=1))
+    three_each = rules("".join(ALL_KINDS.format(n=n) for n in (1, 2, 3)))
+
+    # A first cycle per state file finds the window start; compare second cycles.
+    counts = []
+    for name, ruleset in (("base", base), ("one", one_each), ("three", three_each)):
+        state = tmp_path / f"{name}.sqlite3"
+        cycle(pg_cluster.dsn, ruleset, state)
+        counts.append(count_queries(pg_cluster.dsn, ruleset, state, monkeypatch))
+    base_count, one_count, three_count = counts
+    # One query for the scheduler and catalog facts, one for net._http_response.
+    assert one_count == base_count + 2
+    assert three_count == one_count
