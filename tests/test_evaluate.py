@@ -76,13 +76,27 @@ def test_failure_ratio_ignores_runs_outside_window() -> None:
 def test_failure_ratio_places_null_start_by_seen_at() -> None:
     # pg_cron before 1.6.3 leaves start_time NULL on runs that never started.
     never_started = [
-        Run(runid=i, jobid=1, status="failed", return_message="connection failed",
+        Run(runid=i, jobid=1, status="failed", return_message="ERROR:  permission denied",
             start_time=None, end_time=None, seen_at=NOW - MINUTE)
         for i in range(1, 4)
     ]
     [verdict] = judge(ratio_rule(), never_started)
     assert verdict.facts["finished"] == 3
     assert verdict.firing
+
+
+def test_failure_ratio_counts_infrastructure_apart() -> None:
+    # pg_cron writes "connection failed" itself: not the job's failure.
+    runs = [
+        Run(runid=i, jobid=1, status="failed", return_message="connection failed",
+            start_time=None, end_time=None, seen_at=NOW - MINUTE)
+        for i in range(1, 4)
+    ] + [run(10, ago=MINUTE * 2)]
+    [verdict] = judge(ratio_rule(min_runs=1), runs)
+    assert verdict.facts["finished"] == 1
+    assert verdict.facts["failed"] == 0
+    assert verdict.facts["infrastructure"] == 3
+    assert not verdict.firing
 
 
 def test_unknown_status_is_not_success() -> None:

@@ -250,12 +250,16 @@ def test_failure_ratio_skips_runs_canceled_by_watchdog() -> None:
         factories.run(3, status="failed", ago=timedelta(minutes=5), message="job canceled"),
     ]
     snapshot = factories.snapshot([factories.job()], runs)
+    # "job canceled" is an infrastructure outcome: never a failure of the job.
     [counted] = evaluate(rules, snapshot, NOW)
-    assert (counted.facts["failed"], counted.facts["finished"]) == (2, 3)
+    assert (counted.facts["failed"], counted.facts["finished"]) == (1, 2)
+    assert counted.facts["infrastructure"] == 1
 
+    # Canceled by the watchdog's own pause: not even an infrastructure outcome.
     paused = replace(snapshot, watchdog_cancels={1: NOW - timedelta(minutes=4)})
     [skipped] = evaluate(rules, paused, NOW)
     assert (skipped.facts["failed"], skipped.facts["finished"]) == (1, 2)
+    assert skipped.facts["infrastructure"] == 0
     assert skipped.evidence == (2,)
 
 

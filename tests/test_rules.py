@@ -111,9 +111,14 @@ threshold = 0.5
 
 
 def test_missing_required_field_is_named() -> None:
+    [problem] = problems('[[rules]]\nname = "r"\nkind = "stuck_run"\n')
+    assert "field 'max_runtime'" in problem
+    assert "required for kind stuck_run" in problem
+
+
+def test_slow_average_needs_a_limit() -> None:
     [problem] = problems('[[rules]]\nname = "r"\nkind = "slow_average"\n')
-    assert "field 'max_duration'" in problem
-    assert "required for kind slow_average" in problem
+    assert "needs max_duration (too slow), min_duration (too fast) or both" in problem
 
 
 def test_unknown_kind_lists_kinds() -> None:

@@ -144,7 +144,10 @@ def _open(settings: Settings) -> tuple[RuleSet, StateStore, PgSource]:
 def _once(settings: Settings) -> int:
     rules, store, source = _open(settings)
     try:
-        result = Worker(rules, store, source, settings.cron_timezone).cycle()
+        worker = Worker(
+            rules, store, source, settings.cron_timezone, settings.max_running_jobs
+        )
+        result = worker.cycle()
     finally:
         source.close()
         store.close()
@@ -173,7 +176,7 @@ def _run(settings: Settings) -> int:
     health = Health(settings.poll_interval)
     metrics = Metrics()
     heartbeat = Heartbeat(settings.heartbeat_url) if settings.heartbeat_url else None
-    worker = Worker(rules, store, source, settings.cron_timezone)
+    worker = Worker(rules, store, source, settings.cron_timezone, settings.max_running_jobs)
     service = Service(worker, settings.rules_file, settings.outage_after, health, metrics,
                       heartbeat)
     server: HealthServer | None = None

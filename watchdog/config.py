@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     http_addr: str = DEFAULT_HTTP_ADDR
     heartbeat_url: str = ""
     log_format: str = "text"
+    # Used only when the role may not read cron.max_running_jobs (superuser-only);
+    # unset means pg_cron's default of 32.
+    max_running_jobs: int | None = None
 
     @field_validator("poll_interval", mode="before")
     @classmethod

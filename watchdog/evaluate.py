@@ -10,6 +10,8 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
+from watchdog.kinds import JOB_EVALUATORS, SNAPSHOT_EVALUATORS, adjust_missing_runs
+from watchdog.kinds.common import statistic, succeeded_durations
 from watchdog.models import Job, Run, Snapshot, Verdict
 from watchdog.rules import Rule, RuleSet
 from watchdog.schedules import (
@@ -38,6 +40,10 @@ def evaluate(rules: RuleSet, snapshot: Snapshot, now: datetime) -> list[Verdict]
 
     verdicts: list[Verdict] = []
     for rule in rules.rules:
+        whole = SNAPSHOT_EVALUATORS.get(rule.kind)
+        if whole is not None:
+            verdicts.extend(whole(rule, snapshot, now))
+            continue
         evaluator = EVALUATORS[rule.kind]
         for job in snapshot.jobs.values():
             if not rule.selects(job):
@@ -45,7 +51,7 @@ def evaluate(rules: RuleSet, snapshot: Snapshot, now: datetime) -> list[Verdict]
             verdict = evaluator(rule, job, runs_by_job.get(job.jobid, []), snapshot, now)
             if verdict is not None:
                 verdicts.append(verdict)
-    return verdicts
+    return adjust_missing_runs(verdicts, snapshot)
 
 
 def _in_window(runs: Iterable[Run], start: datetime, now: datetime) -> list[Run]:
@@ -70,15 +76,17 @@ def failure_ratio(
     """Fire when failed / finished runs in the window reach the threshold.
 
     Runs still in flight are neither failures nor successes (pg_cron has six
-    statuses, not two), so only finished runs are counted. A run that pg_cron
-    canceled because the watchdog paused or unscheduled its job is not counted
-    at all.
+    statuses, not two), so only finished runs are counted. Infrastructure
+    outcomes are left out of both counts and reported as `infrastructure`. A
+    run that pg_cron canceled because the watchdog paused or unscheduled its
+    job is not counted at all.
     """
     window = [
         run for run in _in_window(runs, now - rule.window, now)
         if not snapshot.canceled_by_watchdog(run)
     ]
-    finished = [run for run in window if run.finished]
+    infrastructure = [run for run in window if run.infrastructure_failure]
+    finished = [run for run in window if run.finished and not run.infrastructure_failure]
     failed = [run for run in finished if run.failed]
     ratio = len(failed) / len(finished) if finished else 0.0
     firing = len(finished) >= rule.min_runs and ratio >= rule.threshold
@@ -93,9 +101,10 @@ def failure_ratio(
             "ratio": ratio,
             "threshold": rule.threshold,
             "min_runs": rule.min_runs,
+            "infrastructure": len(infrastructure),
             "window_seconds": rule.window.total_seconds(),
         },
-        last_error=_last_error(window),
+        last_error=_last_error(failed),
         evidence=tuple(sorted(run.runid for run in failed)),
     )
 
@@ -103,30 +112,37 @@ def failure_ratio(
 def slow_average(
     rule: Rule, job: Job, runs: list[Run], snapshot: Snapshot, now: datetime
 ) -> Verdict:
-    """Fire when the mean duration of succeeded runs in the window exceeds max_duration."""
+    """Fire when a statistic of succeeded runs' durations in the window is out of bounds.
+
+    The statistic (mean, p95 or max) above max_duration means too slow;
+    below min_duration means too fast, which usually means the job did nothing.
+    """
     window = _in_window(runs, now - rule.window, now)
-    durations = [
-        (run.runid, duration.total_seconds())
-        for run in window
-        if run.status == "succeeded" and (duration := run.duration) is not None
-    ]
-    mean = sum(seconds for _, seconds in durations) / len(durations) if durations else 0.0
+    durations = succeeded_durations(window)
+    observed = statistic([seconds for _, seconds in durations], rule.statistic) if (
+        durations) else 0.0
     limit = rule.max_duration.total_seconds()
-    firing = len(durations) >= rule.min_runs and mean > limit
-    slowest = sorted(durations, key=lambda item: item[1], reverse=True)[:5]
+    floor = rule.min_duration.total_seconds()
+    enough = len(durations) >= rule.min_runs
+    too_slow = enough and limit > 0 and observed > limit
+    too_fast = enough and floor > 0 and observed < floor
+    ordered = sorted(durations, key=lambda item: item[1], reverse=not too_fast)[:5]
     return _verdict(
         rule,
         job,
-        firing=firing,
-        value=mean,
+        firing=too_slow or too_fast,
+        value=observed,
         facts={
-            "mean_seconds": mean,
+            "mean_seconds": observed,
+            "statistic": rule.statistic,
+            "direction": "fast" if too_fast else "slow",
             "max_seconds": limit,
+            "min_seconds": floor,
             "runs": len(durations),
             "window_seconds": rule.window.total_seconds(),
         },
         last_error=_last_error(window),
-        evidence=tuple(runid for runid, _ in slowest),
+        evidence=tuple(runid for runid, _ in ordered),
     )
 
 
@@ -237,4 +253,5 @@ EVALUATORS: dict[str, Evaluator] = {
     "failure_ratio": failure_ratio,
     "missing_run": missing_run,
     "slow_average": slow_average,
+    **JOB_EVALUATORS,
 }

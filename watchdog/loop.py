@@ -20,7 +20,7 @@ from watchdog.outbox import DeliveryReport, deliver_due, enqueue_events
 from watchdog.remediate import remediate_events
 from watchdog.rules import RuleSet
 from watchdog.silences import Muting
-from watchdog.snapshot import take_snapshot
+from watchdog.snapshot import ClusterReads, take_snapshot
 from watchdog.source import PgSource
 from watchdog.state import AlertRecord, StateStore
 
@@ -44,6 +44,7 @@ class Worker:
         store: StateStore,
         source: PgSource,
         fallback_timezone: str | None = None,
+        fallback_max_running_jobs: int | None = None,
     ) -> None:
         self.rules = rules
         self.store = store
@@ -57,6 +58,7 @@ class Worker:
         # first good read again, the span in which missed slots are not alerted.
         self.unread_since: datetime | None = None
         self.unread_span: tuple[datetime, datetime] | None = None
+        self.fallback_max_running_jobs = fallback_max_running_jobs
 
     @property
     def target(self) -> str:
@@ -73,8 +75,9 @@ class Worker:
            transaction with the alert change, so no alert is lost.
         4. Deliver due messages, including retries of earlier failures.
         """
+        reads = ClusterReads.for_rules(self.rules, self.fallback_max_running_jobs)
         snapshot = take_snapshot(
-            self.source, self.store, self.rules.lookback, self.fallback_timezone
+            self.source, self.store, self.rules.lookback, self.fallback_timezone, reads
         )
         now = snapshot.taken_at
         self.last_read_at = now

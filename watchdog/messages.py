@@ -221,10 +221,15 @@ class _MissingRun:
 
 @dataclass(frozen=True)
 class _SlowAverage:
+    """Facts of slow_average. `mean_seconds` contains the chosen statistic, whatever it is."""
+
     mean_seconds: float
     max_seconds: float
     runs: int
     window_seconds: float
+    statistic: str = "mean"
+    too_fast: bool = False
+    min_seconds: float = 0.0
 
     @classmethod
     def from_facts(cls, facts: dict[str, Fact]) -> _SlowAverage:
@@ -233,6 +238,9 @@ class _SlowAverage:
             max_seconds=_number(facts, "max_seconds"),
             runs=int(_number(facts, "runs")),
             window_seconds=_number(facts, "window_seconds"),
+            statistic=_optional_text(facts, "statistic") or "mean",
+            too_fast=facts.get("direction") == "fast",
+            min_seconds=float(_number(facts, "min_seconds")) if "min_seconds" in facts else 0.0,
         )
 
 
@@ -242,6 +250,7 @@ class _SlowAverage:
 class _Texts:
     """Sentences of one locale, with the wording provided by a subclass."""
 
+    locale = ""
     decimal_separator = "."
     resolved_tag = ""
     test_title = ""
@@ -327,6 +336,7 @@ class _Texts:
 
 
 class _English(_Texts):
+    locale = "en"
     resolved_tag = "RESOLVED"
     test_title = "[TEST] pg-cron-watchdog"
     test_body = (
@@ -368,13 +378,21 @@ class _English(_Texts):
             f"cron time zone {facts.cron_timezone})"
         )
 
+    _STATISTICS: ClassVar[dict[str, str]] = {
+        "mean": "Mean duration", "p95": "95th percentile duration", "max": "Longest duration",
+    }
+
     def slow_average(self, facts: _SlowAverage) -> str:
         runs = "run" if facts.runs == 1 else "runs"
         window = self.span(_span_parts(facts.window_seconds))
-        return (
-            f"Mean duration {self.seconds(facts.mean_seconds)} over {facts.runs} "
-            f"succeeded {runs} in the last {window}, limit {self.seconds(facts.max_seconds)}"
-        )
+        name = self._STATISTICS.get(facts.statistic, "Mean duration")
+        observed = f"{name} {self.seconds(facts.mean_seconds)} over {facts.runs} succeeded {runs}"
+        if facts.too_fast:
+            return (
+                f"{observed} in the last {window}, below the minimum "
+                f"{self.seconds(facts.min_seconds)}: a run that fast usually did nothing"
+            )
+        return f"{observed} in the last {window}, limit {self.seconds(facts.max_seconds)}"
 
     def generic(self, kind: str, pairs: str) -> str:
         return f"Rule kind {kind}: {pairs}"
@@ -386,7 +404,15 @@ class _English(_Texts):
         return f"Last error: {line}"
 
     def evidence(self, kind: str, runids: str) -> str:
-        label = {"failure_ratio": "Failed runs", "slow_average": "Slowest runs"}.get(kind, "Runs")
+        label = {
+            "failure_ratio": "Failed runs",
+            "slow_average": "Slowest runs",
+            "consecutive_failures": "Failed runs",
+            "error_match": "Matching runs",
+            "stuck_run": "Stuck runs",
+            "duration_regression": "Slowest runs",
+            "concurrency_saturated": "Runs in flight",
+        }.get(kind, "Runs")
         return f"{label} (runid): {runids}"
 
     def and_more(self, count: int) -> str:
@@ -476,6 +502,7 @@ class _English(_Texts):
 
 
 class _Russian(_Texts):
+    locale = "ru"
     decimal_separator = ","
     resolved_tag = "РЕШЕНО"
     test_title = "[ТЕСТ] pg-cron-watchdog"
@@ -548,12 +575,25 @@ class _Russian(_Texts):
             f"часовой пояс cron {facts.cron_timezone})"
         )
 
+    _STATISTICS: ClassVar[dict[str, str]] = {
+        "mean": "Средняя длительность",
+        "p95": "95-й перцентиль длительности",
+        "max": "Максимальная длительность",
+    }
+
     def slow_average(self, facts: _SlowAverage) -> str:
         runs = plural_ru(facts.runs, "успешному запуску", "успешным запускам", "успешным запускам")
-        return (
-            f"Средняя длительность {self.seconds(facts.mean_seconds)} по {facts.runs} {runs} "
-            f"{self.window(facts.window_seconds)}, лимит {self.seconds(facts.max_seconds)}"
+        name = self._STATISTICS.get(facts.statistic, "Средняя длительность")
+        observed = (
+            f"{name} {self.seconds(facts.mean_seconds)} по {facts.runs} {runs} "
+            f"{self.window(facts.window_seconds)}"
         )
+        if facts.too_fast:
+            return (
+                f"{observed}, ниже минимума {self.seconds(facts.min_seconds)}: такой быстрый"
+                " запуск обычно ничего не сделал"
+            )
+        return f"{observed}, лимит {self.seconds(facts.max_seconds)}"
 
     def generic(self, kind: str, pairs: str) -> str:
         return f"Правило типа {kind}: {pairs}"
@@ -568,6 +608,11 @@ class _Russian(_Texts):
         label = {
             "failure_ratio": "Запуски с ошибкой",
             "slow_average": "Самые долгие запуски",
+            "consecutive_failures": "Запуски с ошибкой",
+            "error_match": "Запуски с совпавшей ошибкой",
+            "stuck_run": "Зависшие запуски",
+            "duration_regression": "Самые долгие запуски",
+            "concurrency_saturated": "Идущие запуски",
         }.get(kind, "Запуски")
         return f"{label} (runid): {runids}"
 
@@ -682,17 +727,27 @@ def _summary(
 
     Pairs are used for an unknown kind and for a known kind with a missing fact.
     """
+    # Imported here because kind_messages formats with this module's helpers.
+    from watchdog.kind_messages import missing_run_notes, summarize
+
     try:
         if kind == "failure_ratio":
             return [texts.failure_ratio(_FailureRatio.from_facts(facts))]
         if kind == "missing_run":
-            return texts.missing_run(_MissingRun.from_facts(facts, zone))
+            notes = missing_run_notes(facts, texts.locale)
+            return texts.missing_run(_MissingRun.from_facts(facts, zone)) + notes
         if kind == "slow_average":
             return [texts.slow_average(_SlowAverage.from_facts(facts))]
-    except _MissingFact:
+        lines = summarize(kind, facts, texts.locale)
+        if lines is not None:
+            return lines
+    except (_MissingFact, KeyError, ValueError):
         pass
     pairs = ", ".join(f"{key}={_fact_text(facts[key])}" for key in sorted(facts))
     return [texts.generic(kind, pairs or NO_VALUE)]
+
+
+_FAILURE_KINDS = frozenset({"failure_ratio", "consecutive_failures", "error_match"})
 
 
 def _firing_lines(event: AlertEvent, texts: _Texts, zone: tzinfo) -> list[str]:
@@ -712,7 +767,7 @@ def _firing_lines(event: AlertEvent, texts: _Texts, zone: tzinfo) -> list[str]:
         lines.append(texts.last_run(started, took, event.schedule or NO_VALUE))
     # A failure alert always shows the error line, even when it is NULL, so the
     # reader knows pg_cron stored no message.
-    if verdict.kind == "failure_ratio" or verdict.last_error is not None:
+    if verdict.kind in _FAILURE_KINDS or verdict.last_error is not None:
         lines.append(texts.last_error(first_error_line(verdict.last_error)))
     if verdict.evidence:
         lines.append(texts.evidence(verdict.kind, _runid_list(verdict.evidence, texts)))
@@ -736,6 +791,11 @@ def _resolved_lines(event: AlertEvent, texts: _Texts, zone: tzinfo) -> list[str]
     missed = verdict.facts.get("missed_while_firing")
     if isinstance(missed, int | float) and missed > 0:
         lines.append(texts.missed_total(int(missed)))
+    if verdict.kind == "missing_run":
+        # A miss suppressed by scheduler_down resolves here; say why it went quiet.
+        from watchdog.kind_messages import missing_run_notes
+
+        lines.extend(missing_run_notes(verdict.facts, texts.locale))
     if event.database:
         lines.append(texts.database(event.database))
     if event.remediation is not None:

@@ -24,6 +24,10 @@ INFRASTRUCTURE_MESSAGES = (
     "connection lost",
 )
 
+# The jobid under which alerts of scheduler-wide kinds (one per database) are
+# stored. pg_cron's jobid sequence starts at 1, so 0 never names a real job.
+SCHEDULER_JOBID = 0
+
 
 # pg_cron reloads its job table about once a second (pg_cron 1.4, `RefreshTaskHash`),
 # so a run may still start shortly after a pause and then be canceled.
@@ -107,6 +111,60 @@ class Run:
 
 
 @dataclass(frozen=True)
+class SchedulerStatus:
+    """The pg_cron scheduler process and its settings, as read by one poll.
+
+    `processes` counts pg_stat_activity rows of the pg_cron launcher.
+    `launch_active_jobs` and `max_running_jobs` are None when the role may
+    not read them (pg_cron registers every cron.* setting as superuser-only).
+    """
+
+    processes: int
+    launch_active_jobs: bool | None = None
+    max_running_jobs: int | None = None
+    # True when max_running_jobs is the configured fallback, not the server's setting.
+    max_running_jobs_configured: bool = False
+
+
+@dataclass(frozen=True)
+class HistorySize:
+    """The catalog's estimate of `cron.job_run_details`, read without counting rows.
+
+    `rows` is pg_class.reltuples, or the runid span when the table was never
+    analyzed (reltuples -1). `rows_source` names the source.
+    """
+
+    rows: int
+    total_bytes: int
+    rows_source: str = "reltuples"
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """A `net._http_response` row written by pg_net, with `content` already trimmed."""
+
+    id: int
+    status_code: int | None
+    timed_out: bool
+    error_msg: str | None
+    content: str | None
+    created: datetime
+
+
+@dataclass(frozen=True)
+class HttpResponses:
+    """The pg_net responses of the longest http_failures window.
+
+    `installed` is False when `net._http_response` does not exist, and
+    `readable` False when the role lacks SELECT on it.
+    """
+
+    installed: bool
+    responses: tuple[HttpResponse, ...] = ()
+    readable: bool = True
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """What one poll cycle read: jobs, the runs in the longest window, and context.
 
@@ -131,6 +189,16 @@ class Snapshot:
     watchdog_cancels: dict[int, datetime] = field(default_factory=dict)
     # Rows this poll read from cron.job and cron.job_run_details.
     rows_read: int = 0
+    # Scheduler-wide facts, read only when a rule of the matching kind needs them.
+    scheduler: SchedulerStatus | None = None
+    history_size: HistorySize | None = None
+    http: HttpResponses | None = None
+    # The definition each job had when the watchdog first saw it, including
+    # jobs since unscheduled; job_drift compares against it.
+    known_jobs: dict[int, Job] = field(default_factory=dict)
+    # (jobid, field) pairs the watchdog's own remediation changed; job_drift
+    # does not report them. Fields: "schedule", "command", "active", "exists".
+    own_changes: frozenset[tuple[int, str]] = frozenset()
 
     def runs_of(self, jobid: int) -> list[Run]:
         return [run for run in self.runs if run.jobid == jobid]
@@ -174,6 +242,10 @@ class Verdict:
     facts: dict[str, Fact] = field(default_factory=dict)
     last_error: str | None = None
     evidence: tuple[int, ...] = ()
+    # True when the verdict is about pg_cron or the server rather than the
+    # job's own SQL (infrastructure outcomes, scheduler down, capacity).
+    # Remediation must not act on such verdicts.
+    infrastructure: bool = False
 
 
 @dataclass(frozen=True)

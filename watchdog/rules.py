@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,30 @@ from watchdog.schedules import ScheduleError, parse_schedule
 from watchdog.templates import Templates, parse_templates
 
 LOCALES = ("en", "ru")
-KINDS = ("failure_ratio", "missing_run", "slow_average")
+KINDS = (
+    "failure_ratio",
+    "missing_run",
+    "slow_average",
+    "consecutive_failures",
+    "stuck_run",
+    "error_match",
+    "duration_regression",
+    "job_drift",
+    "infrastructure_failures",
+    "scheduler_down",
+    "concurrency_saturated",
+    "run_history_size",
+    "http_failures",
+)
+# Kinds judged once per database, not per job. Their alerts use SCHEDULER_JOBID.
+SCHEDULER_KINDS = frozenset({
+    "infrastructure_failures",
+    "scheduler_down",
+    "concurrency_saturated",
+    "run_history_size",
+    "http_failures",
+})
+STATISTICS = ("mean", "p95", "max")
 SEVERITIES = tuple(severity.value for severity in Severity)
 
 # Lifecycle options that a rule may set and `[defaults]` may set for every rule:
@@ -43,7 +66,17 @@ _COMMON_KEYS = {"name", "kind", "jobs", "exclude", "severity", "notify", "remedi
 _KIND_KEYS: dict[str, set[str]] = {
     "failure_ratio": {"window", "threshold", "min_runs"},
     "missing_run": {"grace"},
-    "slow_average": {"window", "max_duration", "min_runs"},
+    "slow_average": {"window", "max_duration", "min_runs", "statistic", "min_duration"},
+    "consecutive_failures": {"count", "window"},
+    "stuck_run": {"max_runtime"},
+    "error_match": {"pattern", "window", "min_count"},
+    "duration_regression": {"window", "baseline", "factor", "min_runs"},
+    "job_drift": {"expect_schedule", "expect_active"},
+    "infrastructure_failures": {"window", "min_jobs"},
+    "scheduler_down": set(),
+    "concurrency_saturated": set(),
+    "run_history_size": {"max_rows", "max_size", "keep"},
+    "http_failures": {"window", "min_status", "threshold", "min_count", "min_runs"},
 }
 _TOP_KEYS = {
     "locale", "channels", "defaults", "rules", "maintenance", "display_timezone", "templates",
@@ -102,6 +135,22 @@ class Rule:
     repeat_interval: timedelta = timedelta(hours=4)
     send_resolved: bool = True
     remediate: Remediate | None = None
+    statistic: str = "mean"
+    min_duration: timedelta = timedelta(0)
+    count: int = 3
+    max_runtime: timedelta = timedelta(0)
+    pattern: str = ""
+    min_count: int = 1
+    baseline: timedelta = timedelta(days=7)
+    factor: float = 2.0
+    expect_schedule: str | None = None
+    expect_active: bool | None = None
+    min_jobs: int = 1
+    saturated_for: timedelta = timedelta(0)
+    max_rows: int = 0
+    max_size: int = 0
+    keep: timedelta | None = None
+    min_status: int = 400
 
     def selects(self, job: Job) -> bool:
         """Tell whether the rule applies to the job by its jobname globs."""
@@ -113,7 +162,22 @@ class Rule:
     @property
     def lookback(self) -> timedelta:
         """Return how much run history the rule needs."""
-        return self.window if self.kind in ("failure_ratio", "slow_average") else timedelta(0)
+        if self.kind == "duration_regression":
+            return self.window + self.baseline
+        if self.kind in _WINDOWED_KINDS:
+            return self.window
+        return timedelta(0)
+
+
+# Kinds whose `window` is a span of run history that must be in the snapshot.
+# http_failures also has a window, but over net._http_response, not runs.
+_WINDOWED_KINDS = frozenset({
+    "failure_ratio",
+    "slow_average",
+    "consecutive_failures",
+    "error_match",
+    "infrastructure_failures",
+})
 
 
 @dataclass(frozen=True)
@@ -458,18 +522,33 @@ def _parse_rule(
     }
     values.update(defaults.lifecycle)
     values.update(_lifecycle_options(table, where, problems))
+    if kind == "concurrency_saturated":
+        # This kind measures how long saturation lasted from the runs' own start
+        # and end times, which survives restarts; a pending state as well would
+        # make the alert wait twice.
+        values["saturated_for"] = values.get("for_duration", timedelta(0))
+        values["for_duration"] = timedelta(0)
     if "remediate" in table:
         values["remediate"] = _parse_remediate(table["remediate"], where("remediate"), problems)
     values.update(_KIND_DEFAULTS.get(kind, {}))
+    failed_keys: set[str] = set()
     for key, parse in _FIELD_PARSERS[kind].items():
         if key in table:
             try:
                 values[key] = parse(table[key])
             except ValueError as exc:
                 problems.add(where(key), str(exc))
+                failed_keys.add(key)
         elif key in _REQUIRED[kind]:
             problems.add(where(key), f"required for kind {kind}: {_REQUIRED[kind][key]}")
-    return Rule(**values)
+    rule = Rule(**values)
+    check = _KIND_CHECKS.get(kind)
+    if check is None or failed_keys:
+        return rule
+    checked, messages = check(rule, table)
+    for message in messages:
+        problems.add(label, message)
+    return checked
 
 
 def _parse_remediation(raw: Any, problems: _Problems) -> RemediationSettings:
@@ -590,6 +669,107 @@ def _count(raw: Any) -> int:
     return raw
 
 
+def _statistic(raw: Any) -> str:
+    if raw not in STATISTICS:
+        raise ValueError(f"{raw!r} is not one of {', '.join(STATISTICS)}")
+    return str(raw)
+
+
+def _factor(raw: Any) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 1:
+        raise ValueError(f"{raw!r} must be a number above 1, such as 2.0 for twice as slow")
+    return float(raw)
+
+
+def _regex(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise ValueError(f"{raw!r} must be a non-empty regular expression string")
+    try:
+        re.compile(raw)
+    except re.error as exc:
+        raise ValueError(
+            f"invalid regular expression {raw!r}: {exc.msg} at position {exc.pos};"
+            " escape literal characters such as ( [ . with a backslash"
+        ) from exc
+    return raw
+
+
+def _schedule(raw: Any) -> str:
+    # Imported here because schedules pulls in cronsim, which only this field needs.
+    from watchdog.schedules import ScheduleError, parse_schedule
+
+    if not isinstance(raw, str):
+        raise ValueError(f"{raw!r} must be a pg_cron schedule string, such as \"*/5 * * * *\"")
+    try:
+        parse_schedule(raw)
+    except ScheduleError as exc:
+        raise ValueError(f"invalid schedule {raw!r}: {exc}") from exc
+    return raw
+
+
+def _boolean(raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise ValueError(f"{raw!r} must be true or false")
+    return raw
+
+
+def _row_count(raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise ValueError(f"{raw!r} must be a whole number of rows, such as 1000000")
+    return raw
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+SIZE_FORM = 'a number with a unit B, kB, MB, GB or TB, such as "500MB" or "1GB"'
+
+
+def _byte_size(raw: Any) -> int:
+    """Parse a size such as "1GB" into bytes; units are powers of 1024, as in PostgreSQL."""
+    match = _SIZE.match(raw) if isinstance(raw, str) else None
+    if match is None:
+        raise ValueError(f"invalid size {raw!r}: expected {SIZE_FORM}")
+    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    if size < 1:
+        raise ValueError(f"{raw!r} must be larger than zero")
+    return size
+
+
+def _status_code(raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 100 <= raw <= 599:
+        raise ValueError(f"{raw!r} must be an HTTP status code from 100 to 599, such as 400")
+    return raw
+
+
+def _check_slow_average(rule: Rule, table: dict[str, Any]) -> tuple[Rule, list[str]]:
+    if "max_duration" not in table and "min_duration" not in table:
+        return rule, [
+            "kind slow_average needs max_duration (too slow), min_duration (too fast) or"
+            f" both: {DURATION_FORM}"
+        ]
+    if "max_duration" in table and "min_duration" in table and (
+        rule.min_duration >= rule.max_duration
+    ):
+        return rule, ["min_duration must be shorter than max_duration"]
+    return rule, []
+
+
+def _check_run_history_size(rule: Rule, table: dict[str, Any]) -> tuple[Rule, list[str]]:
+    if "max_rows" not in table and "max_size" not in table:
+        return rule, [
+            "kind run_history_size needs max_rows (such as 1000000), max_size (such as"
+            ' "1GB") or both'
+        ]
+    return rule, []
+
+
+def _check_http_failures(rule: Rule, table: dict[str, Any]) -> tuple[Rule, list[str]]:
+    # With neither limit given, one failed response is enough.
+    if "threshold" not in table and "min_count" not in table:
+        return replace(rule, min_count=1), []
+    return rule, []
+
+
 _FIELD_PARSERS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "failure_ratio": {"window": _positive_duration, "threshold": _ratio, "min_runs": _count},
     "missing_run": {"grace": _positive_duration},
@@ -597,12 +777,60 @@ _FIELD_PARSERS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "window": _positive_duration,
         "max_duration": _positive_duration,
         "min_runs": _count,
+        "statistic": _statistic,
+        "min_duration": _positive_duration,
+    },
+    "consecutive_failures": {"count": _count, "window": _positive_duration},
+    "stuck_run": {"max_runtime": _positive_duration},
+    "error_match": {"pattern": _regex, "window": _positive_duration, "min_count": _count},
+    "duration_regression": {
+        "window": _positive_duration,
+        "baseline": _positive_duration,
+        "factor": _factor,
+        "min_runs": _count,
+    },
+    "job_drift": {"expect_schedule": _schedule, "expect_active": _boolean},
+    "infrastructure_failures": {"window": _positive_duration, "min_jobs": _count},
+    "scheduler_down": {},
+    "concurrency_saturated": {},
+    "run_history_size": {"max_rows": _row_count, "max_size": _byte_size,
+                         "keep": _positive_duration},
+    "http_failures": {
+        "window": _positive_duration,
+        "min_status": _status_code,
+        "threshold": _ratio,
+        "min_count": _count,
+        "min_runs": _count,
     },
 }
 # One slow run is worth an alert; a ratio needs a few runs to mean anything.
-_KIND_DEFAULTS: dict[str, dict[str, Any]] = {"slow_average": {"min_runs": 1}}
+_KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "slow_average": {"min_runs": 1},
+    # A job that runs once a day still needs its last few runs in view.
+    "consecutive_failures": {"window": timedelta(days=1)},
+    "infrastructure_failures": {"window": timedelta(minutes=15)},
+    # 0 means "not set"; _check_http_failures falls back to 1 when threshold is unset too.
+    "http_failures": {"min_count": 0},
+}
 _REQUIRED: dict[str, dict[str, str]] = {
     "failure_ratio": {"threshold": "a number with 0 < threshold <= 1, such as 0.2"},
     "missing_run": {},
-    "slow_average": {"max_duration": f"{DURATION_FORM}"},
+    # slow_average needs max_duration or min_duration, which _check_slow_average checks.
+    "slow_average": {},
+    "consecutive_failures": {},
+    "stuck_run": {"max_runtime": f"{DURATION_FORM}"},
+    "error_match": {"pattern": 'a regular expression, such as "deadlock detected"'},
+    "duration_regression": {},
+    "job_drift": {},
+    "infrastructure_failures": {},
+    "scheduler_down": {},
+    "concurrency_saturated": {},
+    "run_history_size": {},
+    "http_failures": {},
+}
+# Checks across fields, run after every field parsed: (rule, table) -> (rule, problems).
+_KIND_CHECKS: dict[str, Callable[[Rule, dict[str, Any]], tuple[Rule, list[str]]]] = {
+    "slow_average": _check_slow_average,
+    "run_history_size": _check_run_history_size,
+    "http_failures": _check_http_failures,
 }

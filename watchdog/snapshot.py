@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from watchdog.models import Run, Snapshot
+import psycopg
+
+from watchdog.cluster import ClusterFacts, read_cluster, read_http_responses
+from watchdog.models import HttpResponses, Run, Snapshot
+from watchdog.rules import SCHEDULER_KINDS, RuleSet
 from watchdog.source import Context, PgSource
 from watchdog.state import StateStore
 
@@ -18,21 +24,51 @@ MIN_LOOKBACK = timedelta(days=1)
 TRIM_MARGIN = timedelta(minutes=10)
 
 
+@dataclass(frozen=True)
+class ClusterReads:
+    """The scheduler-wide facts that a poll reads, derived from the rule kinds in use.
+
+    `http_window` is the longest http_failures window, or None when no rule
+    needs pg_net responses.
+    """
+
+    cluster: bool = False
+    http_window: timedelta | None = None
+    fallback_max_running_jobs: int | None = None
+
+    @classmethod
+    def for_rules(cls, rules: RuleSet, fallback_max_running_jobs: int | None = None
+                  ) -> ClusterReads:
+        kinds = {rule.kind for rule in rules.rules}
+        windows = [rule.window for rule in rules.rules if rule.kind == "http_failures"]
+        return cls(
+            # missing_run reads them too, to tell capacity-starved misses apart.
+            cluster=bool(kinds & SCHEDULER_KINDS) or "missing_run" in kinds,
+            http_window=max(windows) if windows else None,
+            fallback_max_running_jobs=fallback_max_running_jobs,
+        )
+
+
 def take_snapshot(
     source: PgSource,
     store: StateStore,
     lookback: timedelta,
     fallback_timezone: str | None = None,
+    reads: ClusterReads | None = None,
+    own_changes: frozenset[tuple[int, str]] = frozenset(),
 ) -> Snapshot:
     """Read what changed since the last poll, store it, and return the current snapshot.
 
     Steps: read the server context and jobs; on the first poll (or after the
     cursor went backwards) find where the window starts by runid; read runs
     above the cursor; re-read the runs stored as in flight; trim runs that
-    left the window. All reads happen in one read-only transaction, and all
-    writes to the state store in one SQLite transaction.
+    left the window; read the scheduler-wide facts that `reads` requests.
+    All reads happen in one read-only transaction, and all writes to the
+    state store in one SQLite transaction. `own_changes` lists the (jobid,
+    field) changes the watchdog's remediation made, which job_drift ignores.
     """
     target = source.target
+    reads = reads or ClusterReads()
     horizon_length = max(lookback, MIN_LOOKBACK)
 
     with source.read_transaction() as cur:
@@ -63,9 +99,16 @@ def take_snapshot(
         for batch in source.read_new_runs(cur, cursor, now):
             new_runs.extend(batch)
         reread = source.reread_runs(cur, store.open_runids(target), now)
+        cluster = (
+            read_cluster(cur, bounds, context.role, reads.fallback_max_running_jobs)
+            if reads.cluster or reads.http_window is not None
+            else None
+        )
+        http = _read_http(cur, cluster, reads.http_window)
 
     with store.transaction():
         store.note_jobs(target, jobs, now)
+        store.note_job_definitions(target, jobs.values(), now)
         store.upsert_runs(target, new_runs)
         store.upsert_runs(target, reread)
         if new_runs:
@@ -91,7 +134,24 @@ def take_snapshot(
         in_recovery=context.in_recovery,
         watchdog_cancels=store.cancel_times(target),
         rows_read=len(jobs) + len(new_runs) + len(reread),
+        scheduler=cluster.scheduler if cluster else None,
+        history_size=cluster.history_size if cluster else None,
+        http=http,
+        known_jobs=store.job_definitions(target),
+        own_changes=own_changes | store.own_changes(target),
     )
+
+
+def _read_http(
+    cur: psycopg.Cursor[dict[str, Any]], cluster: ClusterFacts | None, window: timedelta | None
+) -> HttpResponses | None:
+    if window is None or cluster is None:
+        return None
+    if not cluster.pg_net:
+        return HttpResponses(installed=False)
+    if not cluster.pg_net_readable:
+        return HttpResponses(installed=True, readable=False)
+    return read_http_responses(cur, window)
 
 
 def _last_starts(runs: list[Run]) -> dict[int, datetime]:

@@ -253,27 +253,8 @@ class PgSource:
     def find_first_runid(
         self, cur: psycopg.Cursor[dict[str, Any]], since: datetime, low: int, high: int
     ) -> int:
-        """Return the lowest runid whose run started at or after `since`.
-
-        runid comes from a sequence, so start times rise with it; a binary
-        search costs about log2(N) single-row primary-key probes. A row with a
-        NULL start_time counts as recent, so the search errs towards reading more.
-        """
-        while low < high:
-            middle = (low + high) // 2
-            cur.execute(
-                "SELECT runid, start_time FROM cron.job_run_details WHERE runid >= %s"
-                " ORDER BY runid LIMIT 1",
-                (middle,),
-            )
-            row = cur.fetchone()
-            if row is None:
-                return high
-            if row["start_time"] is None or row["start_time"] >= since:
-                high = middle
-            else:
-                low = int(row["runid"]) + 1
-        return low
+        """Return the lowest runid whose run started at or after `since`."""
+        return first_runid_since(cur, since, low, high)
 
     def read_new_runs(
         self, cur: psycopg.Cursor[dict[str, Any]], after_runid: int, seen_at: datetime
@@ -305,6 +286,32 @@ class PgSource:
             (runids,),
         )
         return [_run(row, seen_at) for row in cur.fetchall()]
+
+
+def first_runid_since(
+    cur: psycopg.Cursor[dict[str, Any]], since: datetime, low: int, high: int
+) -> int:
+    """Return the lowest runid in [low, high] whose run started at or after `since`.
+
+    runid comes from a sequence, so start times rise with it; a binary
+    search costs about log2(N) single-row primary-key probes. A row with a
+    NULL start_time counts as recent, so the search errs towards reading more.
+    """
+    while low < high:
+        middle = (low + high) // 2
+        cur.execute(
+            "SELECT runid, start_time FROM cron.job_run_details WHERE runid >= %s"
+            " ORDER BY runid LIMIT 1",
+            (middle,),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return high
+        if row["start_time"] is None or row["start_time"] >= since:
+            high = middle
+        else:
+            low = int(row["runid"]) + 1
+    return low
 
 
 def _run(row: dict[str, Any], seen_at: datetime) -> Run:

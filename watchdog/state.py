@@ -19,7 +19,7 @@ from pathlib import Path
 from watchdog.errors import ConfigError
 from watchdog.models import Job, Run
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -83,8 +83,20 @@ CREATE INDEX actions_by_job ON actions (target, jobid);
 CREATE TABLE remediation_cap (target TEXT PRIMARY KEY, since TEXT NOT NULL);
 """
 
+# The definition each job had when first seen, kept after it is unscheduled, for job_drift.
+_SCHEMA_V4_JOB_DEFINITIONS = """
+CREATE TABLE job_definitions (
+    target TEXT NOT NULL, jobid INTEGER NOT NULL, jobname TEXT, schedule TEXT NOT NULL,
+    command TEXT NOT NULL, database TEXT NOT NULL, username TEXT NOT NULL,
+    active INTEGER NOT NULL, first_seen TEXT NOT NULL,
+    PRIMARY KEY (target, jobid)
+);
+"""
+
 # Each entry upgrades the schema from its index to the next version.
-_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3_REMEDIATION]
+_MIGRATIONS: list[str] = [
+    _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3_REMEDIATION, _SCHEMA_V4_JOB_DEFINITIONS,
+]
 
 
 def _time(value: datetime | None) -> str | None:
@@ -337,6 +349,36 @@ class StateStore:
                 last_start[row["jobid"]] = datetime.fromisoformat(row["last_start"])
         return first_seen, last_start
 
+    def note_job_definitions(self, target: str, jobs: Iterable[Job], now: datetime) -> None:
+        """Store the definition of each job not seen before; a known job keeps its first one."""
+        self._db.executemany(
+            "INSERT OR IGNORE INTO job_definitions (target, jobid, jobname, schedule, command,"
+            " database, username, active, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (target, job.jobid, job.jobname, job.schedule, job.command, job.database,
+                 job.username, int(job.active), now.isoformat())
+                for job in jobs
+            ],
+        )
+
+    def job_definitions(self, target: str) -> dict[int, Job]:
+        """Return the first-seen definition of every job, including unscheduled ones."""
+        rows = self._db.execute("SELECT * FROM job_definitions WHERE target=?", (target,))
+        return {
+            row["jobid"]: Job(
+                jobid=row["jobid"], jobname=row["jobname"], schedule=row["schedule"],
+                command=row["command"], database=row["database"], username=row["username"],
+                active=bool(row["active"]),
+            )
+            for row in rows
+        }
+
+    def forget_job_definition(self, target: str, jobid: int) -> None:
+        """Drop a job's stored definition, so its current one becomes the expected one."""
+        self._db.execute(
+            "DELETE FROM job_definitions WHERE target=? AND jobid=?", (target, jobid)
+        )
+
     # Alerts
 
     def alerts(self, target: str) -> dict[tuple[str, int], AlertRecord]:
@@ -546,6 +588,21 @@ class StateStore:
             (target,),
         ).fetchall()
         return {int(row["jobid"]): datetime.fromisoformat(row["at"]) for row in rows}
+
+    def own_changes(self, target: str) -> frozenset[tuple[int, str]]:
+        """Return the (jobid, field) changes made by remediation and not reverted yet.
+
+        job_drift leaves these alone: a job the watchdog paused is not drift.
+        """
+        fields = {"pause": ("active",), "reschedule": ("schedule",), "unschedule": ("exists",)}
+        rows = self._db.execute(
+            "SELECT jobid, action FROM actions WHERE target=? AND outcome='done'"
+            " AND reverted_by IS NULL",
+            (target,),
+        ).fetchall()
+        return frozenset(
+            (int(row["jobid"]), field) for row in rows for field in fields.get(row["action"], ())
+        )
 
     def cap_since(self, target: str) -> datetime | None:
         row = self._db.execute(
