@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from watchdog.models import Run
+
+# A trim scans every run, so it is repeated only once its cut-off has moved this
+# far. Runs it leaves behind a little longer are outside every window anyway.
+TRIM_STEP = timedelta(minutes=5)
 
 
 class RunWindow:
@@ -23,6 +27,8 @@ class RunWindow:
         self._runs: dict[int, Run] = {}
         # A dict keeps insertion order; this tells whether that is still runid order.
         self._ordered = True
+        self._open: set[int] = set()
+        self._trimmed_before: datetime | None = None
         self.upsert(runs)
 
     def __len__(self) -> int:
@@ -31,6 +37,10 @@ class RunWindow:
     def upsert(self, runs: Iterable[Run]) -> None:
         """Add new runs and replace re-read ones, keeping the first `seen_at` of each."""
         for run in runs:
+            if run.finished:
+                self._open.discard(run.runid)
+            else:
+                self._open.add(run.runid)
             known = self._runs.get(run.runid)
             if known is not None:
                 self._runs[run.runid] = replace(run, seen_at=known.seen_at)
@@ -46,10 +56,18 @@ class RunWindow:
         return list(self._runs.values())
 
     def open_runids(self) -> list[int]:
-        return [run.runid for run in self._runs.values() if not run.finished]
+        return sorted(self._open)
 
     def trim(self, before: datetime) -> list[int]:
-        """Drop finished runs that started before `before`; return their runids."""
+        """Drop finished runs that started before `before`; return their runids.
+
+        Returns nothing without scanning when the previous scan's cut-off is
+        less than TRIM_STEP older than `before`.
+        """
+        last = self._trimmed_before
+        if last is not None and last <= before < last + TRIM_STEP:
+            return []
+        self._trimmed_before = before
         dropped = [
             run.runid for run in self._runs.values() if run.finished and run.started < before
         ]
