@@ -43,7 +43,10 @@ def take_snapshot(
         cursor = store.cursor(target)
         bounds = source.runid_bounds(cur)
 
-        if cursor is not None and (bounds is None or bounds[1] < cursor):
+        # A cursor of 0 was stored while the table was empty; it going backwards needs a
+        # run that was read before.
+        newest = bounds[1] if bounds is not None else 0
+        if cursor is not None and newest < cursor:
             log.warning(
                 "run history on %s went backwards (newest runid %s, cursor %s): the table"
                 " was truncated or its sequence reset; rebuilding the stored window",
