@@ -47,6 +47,7 @@ class PlanCheck:
     query: SentQuery
     plan_text: str
     generic: bool
+    server_ms: float
     problems: list[str] = field(default_factory=list)
 
 
@@ -128,6 +129,7 @@ def check_generic_plan(conn: psycopg.Connection[Any], query: SentQuery) -> PlanC
         query=query,
         plan_text="\n".join(line for (line,) in text_rows),
         generic=int(counts[0]) > 0,
+        server_ms=float(document[0]["Planning Time"]) + float(document[0]["Execution Time"]),
     )
     check.problems.extend(_plan_problems(plan))
     if not check.generic:

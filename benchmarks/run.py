@@ -128,7 +128,9 @@ def measure(rows: int, cycles: int, check_plans: bool) -> tuple[dict[str, Any], 
         with cluster.connect() as conn:
             report["full_scan_s"] = _full_scan_seconds(conn)
             sent = [SentQuery(text, tuple(params)) for text, params in report.pop("sent")]
-            report.pop("steady_sent")
+            steady = [SentQuery(text, tuple(params)) for text, params in report.pop("steady_sent")]
+            report["cycle_server_ms"] = _server_milliseconds(conn, steady)
+            report["full_scan_server_ms"] = _full_scan_server_milliseconds(conn)
             problems = []
             if check_plans:
                 for query in distinct_run_queries(sent):
@@ -136,6 +138,24 @@ def measure(rows: int, cycles: int, check_plans: bool) -> tuple[dict[str, Any], 
                     print(f"-- {query.text}\n{check.plan_text}\n")
                     problems.extend(f"{query.text}: {problem}" for problem in check.problems)
         return report, problems
+
+
+def _server_milliseconds(conn: Any, statements: list[SentQuery], repeats: int = 5) -> float:
+    """Return the planning plus execution time the server reports for one cycle's statements.
+
+    The statements run again after the cycle, each under EXPLAIN ANALYZE, and
+    the median of `repeats` sums is returned. SET statements are left out.
+    """
+    queries = [query for query in statements if not query.text.startswith("SET")]
+    sums = [
+        sum(check_generic_plan(conn, query).server_ms for query in queries)
+        for _ in range(repeats)
+    ]
+    return statistics.median(sums)
+
+
+def _full_scan_server_milliseconds(conn: Any) -> float:
+    return _server_milliseconds(conn, [SentQuery(FULL_SCAN_SQL, None)])
 
 
 def _full_scan_seconds(conn: Any, repeats: int = 3) -> float:
@@ -150,16 +170,22 @@ def _full_scan_seconds(conn: Any, repeats: int = 3) -> float:
 def print_report(rows: int, report: dict[str, Any]) -> None:
     cycle_db = report["cycle_db_s"]
     ratio = report["full_scan_s"] / cycle_db if cycle_db else float("inf")
+    server_ratio = report["full_scan_server_ms"] / report["cycle_server_ms"]
     print(f"== {rows:,} runs, {JOBS:,} jobs, 10 rules (seeded in {report['seed_s']:.1f} s)")
     print(f"   start-up:   {report['startup']['wall_s'] * 1000:9.1f} ms wall,"
           f" {report['startup']['db_s'] * 1000:8.1f} ms database")
     print(f"   poll cycle: {report['cycle_wall_s'] * 1000:9.1f} ms wall,"
-          f" {cycle_db * 1000:8.2f} ms database, {report['queries_per_cycle']} queries")
+          f" {cycle_db * 1000:8.2f} ms database round trips,"
+          f" {report['cycle_server_ms']:.2f} ms server time, {report['queries_per_cycle']} queries")
+    print(f"   take_snapshot: {report['startup_snapshot_s'] * 1000:6.1f} ms at start-up,"
+          f" {report['cycle_snapshot_s'] * 1000:.1f} ms per cycle (wall)")
     print(f"   evaluation: {report['evaluate_cpu_s'] * 1000:9.1f} ms CPU per cycle over"
           f" {report['runs_in_snapshot']:,} runs in the snapshot")
     print(f"   peak RSS:   {report['peak_rss_mb']:9.1f} MB")
-    print(f"   full-scan SQL: {report['full_scan_s'] * 1000:6.1f} ms, {ratio:.0f}x the poll's"
-          " database time")
+    for text, milliseconds in report["last_cycle_statements_ms"].items():
+        print(f"      {milliseconds:7.2f} ms  {text[:90]}")
+    print(f"   full-scan SQL: {report['full_scan_s'] * 1000:6.1f} ms round trip ({ratio:.0f}x the"
+          f" poll's), {report['full_scan_server_ms']:.1f} ms server time ({server_ratio:.0f}x)")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -170,7 +196,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="also measure 10,000,000 runs (takes several minutes)")
     parser.add_argument("--smoke", action="store_true",
                         help="100,000 runs and 2 cycles only, with the plan checks")
-    parser.add_argument("--cycles", type=int, default=5, help="poll cycles measured per size")
+    parser.add_argument("--cycles", type=int, default=10, help="poll cycles measured per size")
     parser.add_argument("--latency", action="store_true",
                         help="also measure detection latency with a real failing pg_cron job")
     return parser.parse_args(argv)

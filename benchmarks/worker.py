@@ -19,9 +19,11 @@ from typing import Any
 import psycopg
 
 from benchmarks.plans import RecordingSource, SentQuery
+from watchdog import loop
 from watchdog.evaluate import evaluate
 from watchdog.loop import Worker
 from watchdog.rules import load_rules
+from watchdog.snapshot import take_snapshot
 from watchdog.state import StateStore
 
 # 1,000 jobs, most every minute or every five: about this many runs start in 30 s.
@@ -35,6 +37,7 @@ class TimedSource(RecordingSource):
     def __init__(self, dsn: str) -> None:
         super().__init__(dsn)
         self.database_seconds = 0.0
+        self.by_statement: dict[str, float] = {}
 
     def read_transaction(self) -> Any:
         return _TimedTransaction(super().read_transaction(), self)
@@ -71,7 +74,10 @@ class _TimedCursor:
         try:
             return self._cursor.execute(query, params)
         finally:
-            self._source.database_seconds += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            self._source.database_seconds += elapsed
+            text = self._source.sent[-1].text if self._source.sent else str(query)
+            self._source.by_statement[text] = self._source.by_statement.get(text, 0.0) + elapsed
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cursor, name)
@@ -101,7 +107,19 @@ def add_fresh_runs(conn: psycopg.Connection[Any]) -> None:
     )
 
 
+_snapshot_seconds: list[float] = []
+
+
+def _timed_take_snapshot(*args: Any, **kwargs: Any) -> Any:
+    started = time.perf_counter()
+    try:
+        return take_snapshot(*args, **kwargs)
+    finally:
+        _snapshot_seconds.append(time.perf_counter() - started)
+
+
 def main(dsn: str, state: Path, rules_file: Path, cycles: int) -> dict[str, Any]:
+    loop.take_snapshot = _timed_take_snapshot  # type: ignore[assignment]
     rules = load_rules(rules_file)
     store = StateStore(state)
     source = TimedSource(dsn)
@@ -116,6 +134,7 @@ def main(dsn: str, state: Path, rules_file: Path, cycles: int) -> dict[str, Any]
         for _ in range(cycles):
             add_fresh_runs(writer)
             source.database_seconds = 0.0
+            source.by_statement = {}
             sent_before = len(source.sent)
             started = time.perf_counter()
             result = worker.cycle()
@@ -135,6 +154,11 @@ def main(dsn: str, state: Path, rules_file: Path, cycles: int) -> dict[str, Any]
         "cycle_wall_s": statistics.median(walls),
         "cycle_db_s": statistics.median(dbs),
         "evaluate_cpu_s": statistics.median(evals),
+        "startup_snapshot_s": _snapshot_seconds[0],
+        "cycle_snapshot_s": statistics.median(_snapshot_seconds[1:]) if cycles else 0.0,
+        "last_cycle_statements_ms": {
+            text: seconds * 1000 for text, seconds in source.by_statement.items()
+        },
         "queries_per_cycle": queries[-1] if queries else 0,
         "runs_in_snapshot": len(result.snapshot.runs) if cycles else 0,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
