@@ -99,7 +99,7 @@ def check_generic_plan(conn: psycopg.Connection[Any], query: SentQuery) -> PlanC
     numbers = itertools.count(1)
     server_text = _PLACEHOLDER.sub(lambda _: f"${next(numbers)}", query.text)
     name = f"watchdog_plan_{next(_names)}"
-    arguments = sql.SQL("")
+    arguments: sql.Composable = sql.SQL("")
     if query.params:
         arguments = sql.SQL("({})").format(
             sql.SQL(", ").join(sql.Literal(value) for value in query.params)
@@ -107,14 +107,14 @@ def check_generic_plan(conn: psycopg.Connection[Any], query: SentQuery) -> PlanC
 
     with conn.transaction():
         conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(server_text))  # type: ignore[operator]
+        conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(server_text))
         try:
             execute = sql.SQL("EXECUTE {}{}").format(sql.Identifier(name), arguments)
             row = conn.execute(
-                sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ") + execute  # type: ignore[operator]
+                sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ") + execute
             ).fetchone()
             text_rows = conn.execute(
-                sql.SQL("EXPLAIN (COSTS OFF) ") + execute  # type: ignore[operator]
+                sql.SQL("EXPLAIN (COSTS OFF) ") + execute
             ).fetchall()
             counts = conn.execute(
                 "SELECT generic_plans FROM pg_prepared_statements WHERE name = %s", (name,)

@@ -131,7 +131,7 @@ def measure(rows: int, cycles: int, check_plans: bool) -> tuple[dict[str, Any], 
             steady = [SentQuery(text, tuple(params)) for text, params in report.pop("steady_sent")]
             report["cycle_server_ms"] = _server_milliseconds(conn, steady)
             report["full_scan_server_ms"] = _full_scan_server_milliseconds(conn)
-            problems = []
+            problems: list[str] = []
             if check_plans:
                 for query in distinct_run_queries(sent):
                     check = check_generic_plan(conn, query)

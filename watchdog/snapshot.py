@@ -43,8 +43,7 @@ def take_snapshot(
         cursor = store.cursor(target)
         bounds = source.runid_bounds(cur)
 
-        # A cursor of 0 was stored while the table was empty; it going backwards needs a
-        # run that was read before.
+        # A cursor of 0 means no run was read yet, so an empty table is no sign of truncation.
         newest = bounds[1] if bounds is not None else 0
         if cursor is not None and newest < cursor:
             log.warning(
