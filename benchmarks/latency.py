@@ -1,7 +1,7 @@
 """Detection latency: a real pg_cron job starts failing; how long until the message arrives.
 
 The time runs from the first failed run's end_time to the moment a local
-HTTP receiver (tests/receivers.py) holds the notification, with the worker
+HTTP receiver (tests/receivers.py) has received the notification, with the worker
 polling every 5 s. pg_cron 1.4 starts jobs at the top of a minute, so one
 measurement takes up to about 70 s.
 """

@@ -64,7 +64,7 @@ slice_sizes = st.lists(st.integers(1, 15), min_size=1, max_size=6)
 
 
 def full_snapshot(conn: Conn, polled: Snapshot, seen_at: dict[int, datetime]) -> Snapshot:
-    """Build the snapshot a full recomputation sees from every row in the table."""
+    """Build the snapshot that a full recomputation reads from every row in the table."""
     rows = conn.execute(
         "SELECT runid, jobid, status, return_message, start_time, end_time"
         " FROM cron.job_run_details ORDER BY runid"

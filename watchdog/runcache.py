@@ -1,7 +1,7 @@
 """The runs of one target's window, kept in memory between poll cycles.
 
 Reading the whole window back from SQLite each cycle costs seconds once it
-holds a day of runs of a large fleet (12 s for 1.44 million runs on a
+contains a day of runs of a large fleet (12 s for 1.44 million runs on a
 2-core machine, measured by benchmarks/store.py), so the state store loads
 it once and then keeps this copy in step with every write. SQLite stays the
 durable record, which `cron-watchdog once` reads in a fresh process.
@@ -25,7 +25,7 @@ class RunWindow:
 
     def __init__(self, runs: Iterable[Run] = ()) -> None:
         self._runs: dict[int, Run] = {}
-        # A dict keeps insertion order; this tells whether that is still runid order.
+        # True while the dict's insertion order is also runid order.
         self._ordered = True
         self._open: set[int] = set()
         self._trimmed_before: datetime | None = None
@@ -59,7 +59,7 @@ class RunWindow:
         return sorted(self._open)
 
     def trim(self, before: datetime) -> list[int]:
-        """Drop finished runs that started before `before`; return their runids.
+        """Drop finished runs that started before `before` and return their runids.
 
         Returns nothing without scanning when the previous scan's cut-off is
         less than TRIM_STEP older than `before`.
