@@ -113,6 +113,17 @@ def test_truncated_history_rebuilds_window(pg: Conn, pg_cluster: PgCronCluster,
     assert sum("went backwards" in record.message for record in caplog.records) == 1
 
 
+def test_empty_history_is_not_reported_as_truncated(
+    pg: Conn, pg_cluster: PgCronCluster, store: StateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    schedule_job(pg, "sync-orders")
+    with caplog.at_level(logging.WARNING, logger="watchdog.snapshot"):
+        snap(pg_cluster, store)
+        snap(pg_cluster, store)
+
+    assert [record.message for record in caplog.records] == []
+
+
 def test_role_without_jobs_gets_rls_explanation(pg: Conn, pg_cluster: PgCronCluster,
                                                 store: StateStore) -> None:
     schedule_job(pg, "owned-by-postgres")

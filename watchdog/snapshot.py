@@ -79,8 +79,9 @@ def take_snapshot(
         cursor = store.cursor(target)
         bounds = source.runid_bounds(cur)
 
-        # Cursor 0 means the table was empty when last read, which is no step back.
-        if cursor and (bounds is None or bounds[1] < cursor):
+        # A cursor of 0 means no run was read yet, so an empty table is no sign of truncation.
+        newest = bounds[1] if bounds is not None else 0
+        if cursor is not None and newest < cursor:
             log.warning(
                 "run history on %s went backwards (newest runid %s, cursor %s): the table"
                 " was truncated or its sequence reset; rebuilding the stored window",

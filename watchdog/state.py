@@ -18,6 +18,7 @@ from pathlib import Path
 
 from watchdog.errors import ConfigError
 from watchdog.models import Job, Run
+from watchdog.runcache import RunWindow
 
 SCHEMA_VERSION = 4
 
@@ -193,6 +194,9 @@ class StateStore:
                  " to a writable location"]
             ) from exc
         self._db.row_factory = sqlite3.Row
+        # NOTE: the copies assume this store is the only writer of its targets' runs.
+        # Another process polling the same target into the same file would not be seen.
+        self._windows: dict[str, RunWindow] = {}
         try:
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -216,6 +220,8 @@ class StateStore:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            # The in-memory run windows may hold writes that were just rolled back.
+            self._windows.clear()
             raise
         self._db.execute("COMMIT")
 
@@ -276,9 +282,12 @@ class StateStore:
         """Forget the cursor and runs of a target, keeping alerts and first-seen times."""
         self._db.execute("DELETE FROM cursor WHERE target=?", (target,))
         self._db.execute("DELETE FROM runs WHERE target=?", (target,))
+        self._windows[target] = RunWindow()
 
     def upsert_runs(self, target: str, runs: Iterable[Run]) -> None:
         """Store runs; a re-read run keeps the time it was first seen."""
+        runs = list(runs)
+        self._window(target).upsert(runs)
         self._db.executemany(
             "INSERT INTO runs (target, runid, jobid, status, return_message, start_time,"
             " end_time, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -293,35 +302,49 @@ class StateStore:
         )
 
     def runs(self, target: str) -> list[Run]:
+        """Return the stored runs of a target in runid order."""
+        return self._window(target).runs()
+
+    def _window(self, target: str) -> RunWindow:
+        """Return the in-memory copy of a target's runs, loading it on first use."""
+        window = self._windows.get(target)
+        if window is None:
+            window = RunWindow(self._load_runs(target))
+            self._windows[target] = window
+        return window
+
+    def _load_runs(self, target: str) -> list[Run]:
         rows = self._db.execute(
             "SELECT * FROM runs WHERE target=? ORDER BY runid", (target,)
         ).fetchall()
-        return [
-            Run(
+        # Runs read in one poll share their seen_at, so each distinct value is parsed once.
+        seen: dict[str, datetime] = {}
+        runs = []
+        for row in rows:
+            seen_at = seen.get(row["seen_at"])
+            if seen_at is None:
+                seen_at = seen[row["seen_at"]] = datetime.fromisoformat(row["seen_at"])
+            runs.append(Run(
                 runid=row["runid"], jobid=row["jobid"], status=row["status"],
                 return_message=row["return_message"],
                 start_time=_parse_time(row["start_time"]), end_time=_parse_time(row["end_time"]),
-                seen_at=datetime.fromisoformat(row["seen_at"]),
-            )
-            for row in rows
-        ]
+                seen_at=seen_at,
+            ))
+        return runs
 
     def open_runids(self, target: str) -> list[int]:
         """Return runs stored with a status that is not final yet."""
-        rows = self._db.execute(
-            "SELECT runid FROM runs WHERE target=? AND status NOT IN ('succeeded', 'failed')",
-            (target,),
-        ).fetchall()
-        return [int(row["runid"]) for row in rows]
+        return self._window(target).open_runids()
 
     def trim_runs(self, target: str, before: datetime) -> int:
         """Drop finished runs that started before the horizon; return how many."""
-        cursor = self._db.execute(
-            "DELETE FROM runs WHERE target=? AND status IN ('succeeded', 'failed')"
-            " AND COALESCE(start_time, seen_at) < ?",
-            (target, before.isoformat()),
+        dropped = self._window(target).trim(before)
+        # Deleting by key touches only the dropped rows; a filter on start time would
+        # scan the whole table, which has no index on it.
+        self._db.executemany(
+            "DELETE FROM runs WHERE target=? AND runid=?", [(target, runid) for runid in dropped]
         )
-        return cursor.rowcount
+        return len(dropped)
 
     # Jobs
 

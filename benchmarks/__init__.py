@@ -1,0 +1,1 @@
+"""Benchmarks of the watchdog's cost against a seeded pg_cron database."""
