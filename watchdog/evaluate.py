@@ -190,7 +190,7 @@ def missing_run(
             if last_start is None and since is not None and expected < since:
                 # Never seen a run, and the slot predates the watchdog knowing the job.
                 firing = False
-            if since is not None:
+            if firing and since is not None:
                 missed = sum(1 for _ in schedule.slots_between(since, deadline, zone))
 
     return _verdict(

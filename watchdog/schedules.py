@@ -7,6 +7,7 @@ recognised here before anything reaches cronsim.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -87,6 +88,8 @@ class UnevaluableSchedule:
 Schedule = CronSchedule | IntervalSchedule | RebootSchedule | UnevaluableSchedule
 
 
+# Every rule re-reads every job's schedule each poll; the strings rarely change.
+@functools.lru_cache(maxsize=4096)
 def parse_schedule(text: str) -> Schedule:
     """Parse a schedule as pg_cron accepts it; raise ScheduleError naming the problem."""
     stripped = text.strip()
@@ -157,6 +160,7 @@ def _cronsim_accepts(expression: str, position: int | None = None) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=64)
 def cron_zone(name: str) -> ZoneInfo:
     """Return the zone for pg_cron's `cron.timezone`; raise ScheduleError when unknown."""
     try:
