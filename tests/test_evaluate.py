@@ -34,7 +34,7 @@ def test_failure_ratio_fires_at_threshold() -> None:
     assert verdict.facts["failed"] == 2
     assert verdict.facts["finished"] == 10
     assert verdict.value == 0.2
-    assert verdict.evidence == (1, 2)
+    assert verdict.evidence == (2, 1)
 
 
 def test_failure_ratio_below_threshold_is_quiet() -> None:

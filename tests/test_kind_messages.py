@@ -122,9 +122,9 @@ def test_slow_average_too_fast_message() -> None:
     rule = Rule(name="r", kind="slow_average", min_duration=timedelta(seconds=1), min_runs=1,
                 statistic="max")
     snap = snapshot([job()], [run(1, duration=0.005)])
-    assert "Longest duration 0.01 s over 1 succeeded run" in body(rule, snap, "en")
+    assert "Longest duration 5 ms over 1 succeeded run" in body(rule, snap, "en")
     assert "a run that fast usually did nothing" in body(rule, snap, "en")
-    assert "Максимальная длительность 0,01 с" in body(rule, snap, "ru")
+    assert "Максимальная длительность 5 мс" in body(rule, snap, "ru")
     assert "ниже минимума 1 с" in body(rule, snap, "ru")
 
 

@@ -209,7 +209,8 @@ def _actions(settings: Settings, limit: int) -> int:
 
 
 def _restore(settings: Settings, job: str, dry_run: bool) -> int:
-    source = PgSource(settings.database_url)
+    source = PgSource(settings.database_url, settings.connect_timeout,
+                      settings.statement_timeout)
     store = StateStore(settings.state_path)
     try:
         print(restore(store, source, job, dry_run))

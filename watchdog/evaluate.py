@@ -105,7 +105,8 @@ def failure_ratio(
             "window_seconds": rule.window.total_seconds(),
         },
         last_error=_last_error(failed),
-        evidence=tuple(sorted(run.runid for run in failed)),
+        # Newest first: the message lists only the first few.
+        evidence=tuple(sorted((run.runid for run in failed), reverse=True)),
     )
 
 

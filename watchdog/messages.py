@@ -256,6 +256,7 @@ class _Texts:
     test_title = ""
     test_body = ""
     unit_symbols: ClassVar[dict[str, str]] = {}
+    millisecond_symbol = "ms"
     unit_separator = ""
 
     def severity_tag(self, severity: Severity) -> str:
@@ -267,9 +268,13 @@ class _Texts:
         )
 
     def seconds(self, value: float) -> str:
-        """Format a measured duration: `12.4 s` below a minute, else like format_span."""
+        """Format a measured duration: `4 ms` below a second, `12.4 s` below a minute,
+        else like format_span."""
         if value >= 60:
             return self.span(_span_parts(value))
+        if value < 1:
+            # pg_cron jobs that queue an HTTP request finish in milliseconds.
+            return f"{round(value * 1000)} {self.millisecond_symbol}"
         digits = 2 if value < 1 else 1
         unit = self.unit_symbols["s"]
         return f"{_decimal(value, digits, self.decimal_separator)} {unit}"
@@ -506,6 +511,7 @@ class _Russian(_Texts):
     decimal_separator = ","
     resolved_tag = "РЕШЕНО"
     test_title = "[ТЕСТ] pg-cron-watchdog"
+    millisecond_symbol = "мс"
     test_body = (
         "Это тестовое уведомление от pg-cron-watchdog. "
         "Если вы его видите, канал доставляет алерты."
