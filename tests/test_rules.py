@@ -263,3 +263,11 @@ def test_display_timezone_must_be_iana() -> None:
     assert "display_timezone" in problem
     assert "'Moscow'" in problem
     assert "Europe/Moscow" in problem
+
+
+def test_compose_example_rules_are_valid() -> None:
+    example = Path(__file__).parent.parent / "deploy" / "rules.toml"
+    rules = load_rules(example, {"WEBHOOK_URL": "json://127.0.0.1:8080/alerts"})
+    assert [rule.kind for rule in rules.rules] == [
+        "failure_ratio", "missing_run", "scheduler_down",
+    ]

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from dbhelpers import add_run, db_now, schedule_job
 from pgcluster import PgCronCluster, free_tcp_port
+from prometheus_client import generate_latest
 from receivers import HttpReceiver
 
 from watchdog import selfalerts
@@ -375,3 +376,31 @@ def test_self_alert_texts_in_russian() -> None:
     )
     assert title == "cron-watchdog снова читает pg_cron на db:5432/postgres"
     assert "5" in body
+
+
+def test_metrics_count_pending_alerts_and_remediation(
+    pg: Conn, pg_cluster: PgCronCluster, http_receiver: HttpReceiver, tmp_path: Path,
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES.format(hook=http_receiver.json_url("/alerts")) + """
+remediate = { action = "pause" }
+
+[[rules]]
+name = "job failing for long"
+kind = "failure_ratio"
+window = "1h"
+threshold = 0.5
+min_runs = 1
+for = "1h"
+""")
+    fail_job(pg, "sync-orders")
+    service = make_service(pg_cluster.dsn, rules, tmp_path / "s.sqlite3")
+    try:
+        service.tick()
+        text = generate_latest(service.metrics.registry).decode()
+    finally:
+        close(service)
+    # Remediation mode defaults to dry-run: the decision is counted, nothing changes.
+    assert 'cron_watchdog_remediation_actions_total{outcome="dry_run"} 1.0' in text
+    assert ('cron_watchdog_alerts{rule="job failing for long",severity="warning",'
+            'state="pending"} 1.0' in text)

@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from watchdog import selfalerts
-from watchdog.alerts import firing_alerts
 from watchdog.errors import ConfigError, ReconnectPending, SourceError
 from watchdog.health import Health, Heartbeat, Metrics
 from watchdog.loop import CycleResult, Worker
@@ -136,6 +135,9 @@ class Service:
         self.health.cycle_succeeded()
         self.metrics.last_success.set(time.time())
         self.metrics.rows_read.inc(result.snapshot.rows_read)
+        for event in result.events:
+            if event.remediation is not None:
+                self.metrics.remediation_actions.labels(outcome=event.remediation.outcome).inc()
         self._update_alert_metrics()
         if self.heartbeat is not None:
             self.heartbeat.ping()
@@ -157,7 +159,8 @@ class Service:
     def _update_alert_metrics(self) -> None:
         severities = {rule.name: rule.severity.value for rule in self.worker.rules.rules}
         counts: Counter[tuple[str, str, str]] = Counter()
-        for record in firing_alerts(self.store, self.worker.target):
+        # Pending and firing alerts; alerts back to ok are not stored.
+        for record in self.store.alerts(self.worker.target).values():
             counts[(record.state, record.rule, severities.get(record.rule, "unknown"))] += 1
         for alert in selfalerts.firing_self_alerts(self.store, self.worker.target):
             counts[("firing", f"watchdog:{alert.name}", selfalerts.SEVERITY[alert.name])] += 1
