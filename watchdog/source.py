@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
-from watchdog.config import mask_dsn
+from watchdog.config import mask_dsn, redact_dsn
 from watchdog.errors import ReconnectPending, SourceError, VisibilityError
 from watchdog.models import Job, Run
 
@@ -60,7 +60,8 @@ def target_name(dsn: str) -> str:
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise SourceError(f"invalid database URL {mask_dsn(dsn)}: {exc}") from exc
+        reason = redact_dsn(_first_line(exc), dsn)
+        raise SourceError(f"invalid database URL {mask_dsn(dsn)}: {reason}") from exc
     host = str(params.get("host") or "localhost")
     port = str(params.get("port") or "5432")
     dbname = str(params.get("dbname") or params.get("user") or "postgres")
@@ -117,13 +118,17 @@ class PgSource:
                 prepare_threshold=None,
             )
         except psycopg.Error as exc:
-            self._schedule_retry(_first_line(exc))
+            self._schedule_retry(self._reason(exc))
             raise SourceError(f"cannot connect to {target}: {self._last_error}") from exc
         if self.failed_attempts:
             log.info("connected to %s after %d failed attempts", target, self.failed_attempts)
         self.failed_attempts = 0
         self._next_attempt = 0.0
         return self._conn
+
+    def _reason(self, exc: BaseException) -> str:
+        """Return the first line of a psycopg error with the DSN's password removed."""
+        return redact_dsn(_first_line(exc), self.dsn)
 
     def _schedule_retry(self, error: str) -> None:
         self.failed_attempts += 1
@@ -149,27 +154,27 @@ class PgSource:
                 yield cur
         except psycopg.errors.UndefinedTable as exc:
             raise SourceError(
-                f"{mask_dsn(self.dsn)} has no pg_cron tables ({_first_line(exc)}): connect to"
+                f"{mask_dsn(self.dsn)} has no pg_cron tables ({self._reason(exc)}): connect to"
                 " the database named by cron.database_name, where CREATE EXTENSION pg_cron ran"
             ) from exc
         except psycopg.errors.InsufficientPrivilege as exc:
             raise SourceError(
                 f"the role cannot read pg_cron tables on {mask_dsn(self.dsn)}"
-                f" ({_first_line(exc)}): GRANT USAGE ON SCHEMA cron and SELECT on cron.job"
+                f" ({self._reason(exc)}): GRANT USAGE ON SCHEMA cron and SELECT on cron.job"
                 " and cron.job_run_details, or connect as the role that owns the jobs"
             ) from exc
         except psycopg.errors.QueryCanceled as exc:
             # The transaction was rolled back; the connection itself stays usable.
             raise SourceError(
                 f"query on {mask_dsn(self.dsn)} timed out after {self.statement_timeout:g}s"
-                f" (WATCHDOG_STATEMENT_TIMEOUT): {_first_line(exc)}. A lock or an overloaded"
+                f" (WATCHDOG_STATEMENT_TIMEOUT): {self._reason(exc)}. A lock or an overloaded"
                 " server held it up; the next poll tries again"
             ) from exc
         except psycopg.OperationalError as exc:
             self.close()
-            raise SourceError(f"lost {mask_dsn(self.dsn)}: {_first_line(exc)}") from exc
+            raise SourceError(f"lost {mask_dsn(self.dsn)}: {self._reason(exc)}") from exc
         except psycopg.Error as exc:
-            raise SourceError(f"query failed on {mask_dsn(self.dsn)}: {_first_line(exc)}") from exc
+            raise SourceError(f"query failed on {mask_dsn(self.dsn)}: {self._reason(exc)}") from exc
 
     @contextmanager
     def write_transaction(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
