@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pgcluster import free_tcp_port
 
-from watchdog.config import mask_dsn
-from watchdog.errors import SourceError
+from watchdog.config import load_settings, mask_dsn
+from watchdog.errors import ConfigError, SourceError
+from watchdog.rules import parse_rules
 from watchdog.source import PgSource
 
 # Each DSN makes libpq fail with a message that quotes the text around the
@@ -39,3 +40,32 @@ def test_broken_dsn_error_hides_password(case: str) -> None:
         assert secret not in message
     for secret in secrets:
         assert secret not in mask_dsn(dsn)
+
+
+@pytest.mark.parametrize("value", ["900000d", "99999999999999d", "87600.5h"])
+def test_rules_reject_absurd_duration(value: str) -> None:
+    text = f'[[rules]]\nname = "r"\nkind = "failure_ratio"\nthreshold = 0.5\nwindow = "{value}"\n'
+
+    with pytest.raises(ConfigError) as raised:
+        parse_rules(text, "rules.toml", {})
+
+    assert len(raised.value.problems) == 1
+    assert value in raised.value.problems[0]
+    assert "3650d" in raised.value.problems[0]
+
+
+@pytest.mark.parametrize("key", ["for", "keep_firing_for", "repeat_interval"])
+def test_defaults_reject_absurd_duration(key: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_rules(f'[defaults]\n{key} = "99999999999999d"\n', "rules.toml", {})
+
+    assert "99999999999999d" in raised.value.problems[0]
+
+
+@pytest.mark.parametrize("value", ["99999999999999d", "99999999999999999"])
+def test_settings_reject_absurd_poll_interval(value: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(poll_interval=value)
+
+    assert raised.value.problems[0].startswith("setting WATCHDOG_POLL_INTERVAL:")
+    assert value in raised.value.problems[0]

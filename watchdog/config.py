@@ -11,7 +11,7 @@ from urllib.parse import unquote
 from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from watchdog.durations import parse_duration
+from watchdog.durations import MAX_DURATION, parse_duration
 from watchdog.errors import ConfigError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -100,9 +100,13 @@ class Settings(BaseSettings):
 def _seconds(value: Any) -> float:
     """Read a number of seconds, or a duration such as "30s" or "2m"."""
     plain_number = isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value)
-    if isinstance(value, int | float) or plain_number:
-        return float(value)
-    return parse_duration(str(value)).total_seconds()
+    if not isinstance(value, int | float) and not plain_number:
+        return parse_duration(str(value)).total_seconds()
+    seconds = float(value)
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{value!r} seconds is longer than the maximum of"
+                         f" {MAX_DURATION.total_seconds():.0f} (10 years)")
+    return seconds
 
 
 def parse_http_addr(value: str) -> tuple[str, int]:
