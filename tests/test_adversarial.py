@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from pgcluster import free_tcp_port
 
@@ -9,6 +13,8 @@ from watchdog.config import load_settings, mask_dsn
 from watchdog.errors import ConfigError, SourceError
 from watchdog.rules import parse_rules
 from watchdog.source import PgSource
+
+_ONE_RULE = '[[rules]]\nname = "r"\nkind = "failure_ratio"\nthreshold = 0.5\n'
 
 # Each DSN makes libpq fail with a message that quotes the text around the
 # password, or puts part of the password where the host or port goes.
@@ -69,3 +75,37 @@ def test_settings_reject_absurd_poll_interval(value: str) -> None:
 
     assert raised.value.problems[0].startswith("setting WATCHDOG_POLL_INTERVAL:")
     assert value in raised.value.problems[0]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "watchdog.cli", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_cli_takes_options_before_command(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(_ONE_RULE)
+
+    result = _cli("--rules-file", str(rules), "validate")
+
+    assert result.returncode == 0, result.stderr
+    assert f"{rules}: valid, 1 rules" in result.stdout
+
+
+def test_cli_option_after_command_wins(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(_ONE_RULE)
+
+    result = _cli("--rules-file", str(tmp_path / "missing.toml"), "validate",
+                  "--rules-file", str(rules))
+
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("limit", ["0", "-5"])
+def test_actions_rejects_limit_below_one(limit: str, tmp_path: Path) -> None:
+    result = _cli("actions", "--limit", limit, "--state-path", str(tmp_path / "state.sqlite3"))
+
+    assert result.returncode == 2
+    assert f"invalid number {limit!r}" in result.stderr
+    assert "Traceback" not in result.stderr
