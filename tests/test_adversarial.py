@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
-from pgcluster import free_tcp_port
+from dbhelpers import add_run, db_now, schedule_job
+from pgcluster import PgCronCluster, free_tcp_port
+from receivers import HttpReceiver
 
 from watchdog.config import load_settings, mask_dsn
 from watchdog.errors import ConfigError, SourceError
-from watchdog.rules import parse_rules
+from watchdog.loop import CycleResult, Worker
+from watchdog.rules import RuleSet, parse_rules
 from watchdog.source import PgSource
+from watchdog.state import StateStore
+
+Conn = psycopg.Connection[Any]
 
 _ONE_RULE = '[[rules]]\nname = "r"\nkind = "failure_ratio"\nthreshold = 0.5\n'
 
@@ -109,3 +118,60 @@ def test_actions_rejects_limit_below_one(limit: str, tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"invalid number {limit!r}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+_FAILING_JOB_RULES = """
+[channels.hook]
+urls = ["{hook}"]
+
+[[rules]]
+name = "job failing"
+kind = "failure_ratio"
+notify = ["hook"]
+threshold = 0.5
+min_runs = 1
+"""
+
+
+def _one_cycle(cluster: PgCronCluster, rules: RuleSet, state: Path) -> CycleResult:
+    store = StateStore(state)
+    source = PgSource(cluster.dsn)
+    try:
+        return Worker(rules, store, source).cycle()
+    finally:
+        source.close()
+        store.close()
+
+
+# Rows that pg_cron never writes but a person can insert or edit by hand.
+_HAND_MADE_ROWS = {
+    "infinite start": "INSERT INTO cron.job_run_details (jobid, status, start_time, end_time)"
+                      " VALUES (%(jobid)s, 'succeeded', 'infinity', 'infinity')",
+    "year 20000": "INSERT INTO cron.job_run_details (jobid, status, start_time, end_time)"
+                  " VALUES (%(jobid)s, 'succeeded', '20000-01-01', '20000-01-01')",
+    "before year 1": "INSERT INTO cron.job_run_details (jobid, status, start_time, end_time)"
+                     " VALUES (%(jobid)s, 'succeeded', '0044-03-15 BC', '-infinity')",
+    "no jobid": "INSERT INTO cron.job_run_details (jobid, status, start_time)"
+                " VALUES (NULL, 'failed', now())",
+    "no status": "INSERT INTO cron.job_run_details (jobid, status) VALUES (%(jobid)s, NULL)",
+}
+
+
+@pytest.mark.parametrize("case", sorted(_HAND_MADE_ROWS))
+def test_hand_made_row_keeps_cycle_working(
+    case: str, pg: Conn, pg_cluster: PgCronCluster, http_receiver: HttpReceiver, tmp_path: Path
+) -> None:
+    rules = parse_rules(_FAILING_JOB_RULES.format(hook=http_receiver.json_url("/alerts")),
+                        "rules.toml", {})
+    other = schedule_job(pg, "other-job")
+    pg.execute(_HAND_MADE_ROWS[case], {"jobid": other})
+    failing = schedule_job(pg, "sync-orders")
+    add_run(pg, failing, "failed", db_now(pg) - timedelta(minutes=1), message="ERROR:  boom")
+
+    result = _one_cycle(pg_cluster, rules, tmp_path / "state.sqlite3")
+
+    assert [(event.state, event.job_label) for event in result.events] == [
+        ("firing", "sync-orders")
+    ]
+    [request] = http_receiver.wait_for(1)
+    assert "sync-orders" in request.json["title"]

@@ -40,7 +40,22 @@ RECONNECT_FIRST_DELAY_S = 1.0
 RECONNECT_MAX_DELAY_S = 60.0
 LOCK_TIMEOUT_MS = 10_000
 
-_RUN_COLUMNS = "runid, jobid, status, return_message, start_time, end_time"
+
+def _plausible(column: str) -> str:
+    """Return a select-list entry that reads a timestamp, or NULL when it is absurd.
+
+    Python's datetime cannot hold PostgreSQL's 'infinity' or years after 9999,
+    and psycopg raises DataError on such a value, which would make every poll
+    fail on one hand-edited row. Years outside 1900-8999 also leave room for
+    the watchdog's own arithmetic of up to ten years either way.
+    """
+    return (f"CASE WHEN {column} >= '1900-01-01 00:00+00' AND {column} < '9000-01-01 00:00+00'"
+            f" THEN {column} END AS {column}")
+
+
+_RUN_COLUMNS = (
+    f"runid, jobid, status, return_message, {_plausible('start_time')}, {_plausible('end_time')}"
+)
 
 
 @dataclass(frozen=True)
@@ -264,12 +279,16 @@ class PgSource:
     def read_new_runs(
         self, cur: psycopg.Cursor[dict[str, Any]], after_runid: int, seen_at: datetime
     ) -> Iterator[list[Run]]:
-        """Yield batches of runs with runid above the cursor, in runid order."""
+        """Yield batches of runs with runid above the cursor, in runid order.
+
+        Rows without a jobid belong to no job; pg_cron never writes them, and
+        they are skipped so that one hand-inserted row cannot fail every poll.
+        """
         cursor = after_runid
         while True:
             cur.execute(
-                f"SELECT {_RUN_COLUMNS} FROM cron.job_run_details WHERE runid > %s"
-                " ORDER BY runid LIMIT %s",
+                f"SELECT {_RUN_COLUMNS} FROM cron.job_run_details"
+                " WHERE runid > %s AND jobid IS NOT NULL ORDER BY runid LIMIT %s",
                 (cursor, BATCH_SIZE),
             )
             batch = [_run(row, seen_at) for row in cur.fetchall()]
@@ -305,7 +324,7 @@ def first_runid_since(
     while low < high:
         middle = (low + high) // 2
         cur.execute(
-            "SELECT runid, start_time FROM cron.job_run_details WHERE runid >= %s"
+            f"SELECT runid, {_plausible('start_time')} FROM cron.job_run_details WHERE runid >= %s"
             " ORDER BY runid LIMIT 1",
             (middle,),
         )
