@@ -175,3 +175,54 @@ def test_hand_made_row_keeps_cycle_working(
     ]
     [request] = http_receiver.wait_for(1)
     assert "sync-orders" in request.json["title"]
+
+
+def test_job_renamed_out_of_rule_closes_quietly(
+    pg: Conn, pg_cluster: PgCronCluster, http_receiver: HttpReceiver, tmp_path: Path
+) -> None:
+    rules = parse_rules(_FAILING_JOB_RULES.format(hook=http_receiver.json_url("/alerts"))
+                        + 'jobs = ["sync-*"]\n', "rules.toml", {})
+    state = tmp_path / "state.sqlite3"
+    jobid = schedule_job(pg, "sync-orders")
+    add_run(pg, jobid, "failed", db_now(pg) - timedelta(minutes=1), message="ERROR:  boom")
+    first = _one_cycle(pg_cluster, rules, state)
+    assert [event.state for event in first.events] == ["firing"]
+
+    pg.execute("UPDATE cron.job SET jobname = 'orders-sync' WHERE jobid = %s", (jobid,))
+    second = _one_cycle(pg_cluster, rules, state)
+
+    assert second.events == []
+    assert second.firing == []
+    assert len(http_receiver.wait_for(1)) == 1
+
+
+_MISSING_RUN_RULES = """
+[channels.hook]
+urls = ["{hook}"]
+
+[[rules]]
+name = "job did not run"
+kind = "missing_run"
+notify = ["hook"]
+"""
+
+
+def test_missing_run_resolve_states_no_stale_value(
+    pg: Conn, pg_cluster: PgCronCluster, http_receiver: HttpReceiver, tmp_path: Path
+) -> None:
+    rules = parse_rules(_MISSING_RUN_RULES.format(hook=http_receiver.json_url("/alerts")),
+                        "rules.toml", {})
+    state = tmp_path / "state.sqlite3"
+    jobid = schedule_job(pg, "sync-orders", "* * * * *")
+    add_run(pg, jobid, "succeeded", db_now(pg) - timedelta(minutes=10))
+    first = _one_cycle(pg_cluster, rules, state)
+    assert [event.state for event in first.events] == ["firing"]
+
+    # The job starts again: the rule leaves a job with a run in flight to stuck_run.
+    add_run(pg, jobid, "running", db_now(pg), seconds=None)
+    second = _one_cycle(pg_cluster, rules, state)
+
+    assert [event.state for event in second.events] == ["resolved"]
+    resolve = http_receiver.wait_for(2)[1].json["message"]
+    assert "Now:" not in resolve
+    assert "The rule stopped checking this job" in resolve

@@ -281,8 +281,8 @@ class PgSource:
     ) -> Iterator[list[Run]]:
         """Yield batches of runs with runid above the cursor, in runid order.
 
-        Rows without a jobid belong to no job; pg_cron never writes them, and
-        they are skipped so that one hand-inserted row cannot fail every poll.
+        pg_cron sets jobid on every row it inserts, so a row without one was
+        added by hand. It is skipped, because the state store requires a jobid.
         """
         cursor = after_runid
         while True:
