@@ -17,7 +17,7 @@ from receivers import HttpReceiver
 from watchdog.config import load_settings, mask_dsn
 from watchdog.errors import ConfigError, SourceError
 from watchdog.loop import CycleResult, Worker
-from watchdog.rules import RuleSet, parse_rules
+from watchdog.rules import RuleSet, load_rules, parse_rules
 from watchdog.source import PgSource
 from watchdog.state import StateStore
 
@@ -226,3 +226,25 @@ def test_missing_run_resolve_states_no_stale_value(
     resolve = http_receiver.wait_for(2)[1].json["message"]
     assert "Now:" not in resolve
     assert "The rule stopped checking this job" in resolve
+
+
+def test_rules_file_in_cp1251_is_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_bytes(_ONE_RULE.replace('"r"', '"задание упало"').encode("cp1251"))
+
+    with pytest.raises(ConfigError) as raised:
+        load_rules(path)
+
+    [problem] = raised.value.problems
+    assert str(path) in problem
+    assert "not UTF-8" in problem
+    assert "save the file as UTF-8" in problem
+
+
+def test_rules_file_with_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + _ONE_RULE.encode())
+
+    rules = load_rules(path)
+
+    assert [rule.name for rule in rules.rules] == ["r"]

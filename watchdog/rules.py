@@ -216,7 +216,13 @@ class _Problems:
 def load_rules(path: Path, environ: Mapping[str, str] | None = None) -> RuleSet:
     """Read and validate a rules file; raise ConfigError listing every problem."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig drops the byte order mark that some Windows editors write.
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset"
+             f" {exc.start}); TOML must be UTF-8, so save the file as UTF-8"]
+        ) from exc
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigError(
