@@ -17,6 +17,7 @@ from receivers import HttpReceiver
 from watchdog.config import load_settings, mask_dsn
 from watchdog.errors import ConfigError, SourceError
 from watchdog.loop import CycleResult, Worker
+from watchdog.notify import validate_url
 from watchdog.rules import RuleSet, load_rules, parse_rules
 from watchdog.source import PgSource
 from watchdog.state import StateStore
@@ -248,3 +249,22 @@ def test_rules_file_with_byte_order_mark_loads(tmp_path: Path) -> None:
     rules = load_rules(path)
 
     assert [rule.name for rule in rules.rules] == ["r"]
+
+
+def test_empty_environment_variable_in_url_is_named() -> None:
+    text = '[channels.oncall]\nurls = ["${SLACK_WEBHOOK_URL}"]\n'
+
+    with pytest.raises(ConfigError) as raised:
+        parse_rules(text, "rules.toml", {"SLACK_WEBHOOK_URL": " "})
+
+    assert raised.value.problems == [
+        "rules.toml: channel 'oncall', url #1: the URL is empty; set SLACK_WEBHOOK_URL"
+        " to an Apprise URL"
+    ]
+
+
+def test_empty_url_error_is_readable() -> None:
+    message = validate_url("")
+
+    assert message is not None
+    assert "***U" not in message

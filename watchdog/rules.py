@@ -384,6 +384,12 @@ def _channel_urls(
             )
         if missing:
             continue
+        if not value.strip():
+            variables = ", ".join(_ENV_REFERENCE.findall(url))
+            fix = (f"set {variables} to an Apprise URL" if variables
+                   else "write an Apprise URL such as json://host/path")
+            problems.add(f"{where}, url #{position}", f"the URL is empty; {fix}")
+            continue
         error = validate_url(value)
         if error:
             problems.add(f"{where}, url #{position}", error)
