@@ -268,3 +268,20 @@ def test_empty_url_error_is_readable() -> None:
 
     assert message is not None
     assert "***U" not in message
+
+
+def test_channel_listed_twice_sends_once(
+    pg: Conn, pg_cluster: PgCronCluster, http_receiver: HttpReceiver, tmp_path: Path
+) -> None:
+    url = http_receiver.json_url("/alerts")
+    text = _FAILING_JOB_RULES.format(hook=url)
+    text = text.replace('notify = ["hook"]', 'notify = ["hook", "hook"]')
+    text = text.replace(f'urls = ["{url}"]', f'urls = ["{url}", "{url}"]')
+    rules = parse_rules(text, "rules.toml", {})
+    jobid = schedule_job(pg, "sync-orders")
+    add_run(pg, jobid, "failed", db_now(pg) - timedelta(minutes=1), message="ERROR:  boom")
+
+    result = _one_cycle(pg_cluster, rules, tmp_path / "state.sqlite3")
+
+    assert result.delivery.sent == 1
+    assert len(http_receiver.wait_for(1)) == 1

@@ -364,7 +364,9 @@ def _parse_channel(
     except ValueError as exc:
         problems.add(f"{where}, field 'group_threshold'", str(exc))
         threshold = DEFAULT_GROUP_THRESHOLD
-    return Channel(name, tuple(expanded), channel_locale, min_severity, threshold)
+    # A URL listed twice, or also in the config file, would get every message twice.
+    urls_once = tuple(dict.fromkeys(expanded))
+    return Channel(name, urls_once, channel_locale, min_severity, threshold)
 
 
 def _channel_urls(
@@ -465,7 +467,8 @@ def _channel_names(
         if name not in channels:
             known = ", ".join(sorted(channels)) or "none defined"
             problems.add(where, f"unknown channel {name!r}; channels: {known}")
-    return tuple(name for name in raw if name in channels)
+    # A channel listed twice would get every message twice.
+    return tuple(dict.fromkeys(name for name in raw if name in channels))
 
 
 def _severity(raw: Any, where: str, problems: _Problems) -> Severity:
