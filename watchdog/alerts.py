@@ -34,6 +34,8 @@ RESOLVED = "resolved"
 
 # Fact added to a resolved missing_run event: the runs missed while it fired.
 MISSED_WHILE_FIRING = "missed_while_firing"
+# Fact set on a resolve whose rule stopped judging the job, so its values are stale.
+NOT_JUDGED = "not_judged"
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,17 @@ def update_alerts(
 
 def _unjudged(cycle: _Cycle, rule: Rule | None, record: AlertRecord) -> AlertEvent | None:
     """Handle a stored alert that no verdict judged this cycle."""
-    if rule is None or record.jobid not in cycle.snapshot.jobs:
-        gone = "rule" if rule is None else "job"
-        log.info("alert %r on jobid %d closed quietly: its %s no longer exists",
-                 record.rule, record.jobid, gone)
+    job = cycle.snapshot.jobs.get(record.jobid)
+    if rule is None or job is None or not rule.selects(job):
+        # A job renamed out of the rule's globs is as good as gone for the rule:
+        # its condition may still hold, so "resolved" would be false.
+        if rule is None:
+            reason = "its rule no longer exists"
+        elif job is None:
+            reason = "its job no longer exists"
+        else:
+            reason = f"job {job.label!r} no longer matches the rule's jobs"
+        log.info("alert %r on jobid %d closed quietly: %s", record.rule, record.jobid, reason)
         new_state = RESOLVED if record.state == FIRING else OK
         cycle.transition(record.rule, record.jobid, record.state, new_state, None)
         cycle.store.delete_alert(cycle.target, record.rule, record.jobid)
@@ -232,6 +241,7 @@ def _cleared_verdict(record: AlertRecord) -> Verdict:
     fields: dict[str, Any] = dict(record.verdict)
     fields["firing"] = False
     fields["evidence"] = tuple(fields.get("evidence") or ())
+    fields["facts"] = {**(fields.get("facts") or {}), NOT_JUDGED: True}
     return Verdict(**fields)
 
 

@@ -36,26 +36,41 @@ EXIT_FIRING = 1
 EXIT_ERROR = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--database-url", help="libpq URL or key=value string of the pg_cron"
+def _add_common_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--database-url", default=default,
+                        help="libpq URL or key=value string of the pg_cron"
                         " database (WATCHDOG_DATABASE_URL)")
-    common.add_argument("--rules-file", type=Path,
+    parser.add_argument("--rules-file", type=Path, default=default,
                         help="rules TOML file (WATCHDOG_RULES_FILE, default rules.toml)")
-    common.add_argument("--state-path", type=Path,
+    parser.add_argument("--state-path", type=Path, default=default,
                         help="SQLite state file (WATCHDOG_STATE_PATH, default"
                         " ~/.local/state/cron-watchdog/state.sqlite3)")
-    common.add_argument("--poll-interval",
+    parser.add_argument("--poll-interval", default=default,
                         help="seconds between polls, or a duration such as 30s or 2m"
                         " (WATCHDOG_POLL_INTERVAL, default 30s)")
-    common.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR"
-                        " (WATCHDOG_LOG_LEVEL, default INFO)")
+    parser.add_argument("--log-level", default=default,
+                        help="DEBUG, INFO, WARNING or ERROR (WATCHDOG_LOG_LEVEL, default INFO)")
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: expected a whole number"
+                                         " of at least 1")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # The options are accepted before and after the command. SUPPRESS keeps a
+    # command's parser from resetting a value given before the command to None.
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common_options(common, argparse.SUPPRESS)
 
     parser = argparse.ArgumentParser(
         prog="cron-watchdog",
         description="Watch pg_cron jobs, alert through Apprise when rules fire.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_common_options(parser, None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("validate", parents=[common],
                         help="check the rules file without touching the database")
@@ -72,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_parsers(commands, common)
     actions = commands.add_parser("actions", parents=[common],
                                   help="list stored remediation actions, newest first")
-    actions.add_argument("--limit", type=int, default=50,
+    actions.add_argument("--limit", type=_positive_int, default=50,
                          help="number of actions to list (default 50)")
     restore = commands.add_parser(
         "restore", parents=[common],

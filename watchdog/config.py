@@ -6,12 +6,12 @@ import os
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from watchdog.durations import parse_duration
+from watchdog.durations import MAX_DURATION, parse_duration
 from watchdog.errors import ConfigError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -100,9 +100,13 @@ class Settings(BaseSettings):
 def _seconds(value: Any) -> float:
     """Read a number of seconds, or a duration such as "30s" or "2m"."""
     plain_number = isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value)
-    if isinstance(value, int | float) or plain_number:
-        return float(value)
-    return parse_duration(str(value)).total_seconds()
+    if not isinstance(value, int | float) and not plain_number:
+        return parse_duration(str(value)).total_seconds()
+    seconds = float(value)
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{value!r} seconds is longer than the maximum of"
+                         f" {MAX_DURATION.total_seconds():.0f} (10 years)")
+    return seconds
 
 
 def parse_http_addr(value: str) -> tuple[str, int]:
@@ -131,19 +135,72 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(problems) from exc
 
 
-_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# A password value in a key=value DSN: a quoted string (possibly unterminated),
+# or unquoted words up to the next `keyword=`. libpq rejects an unquoted value
+# with a space in it, but the words after the space are still part of the
+# secret the user typed. Also matches `sslpassword`, the client key passphrase.
+_KEYWORD_PASSWORD = re.compile(
+    r"(password\s*=\s*)"
+    r"('(?:[^'\\]|\\.)*(?:'|$)|(?:\\.|[^\s\\])+(?:\s+(?![A-Za-z_]+\s*=)(?:\\.|[^\s\\])+)*)",
+    re.IGNORECASE,
+)
+_QUERY_PASSWORD = re.compile(r"(password=)([^&]*)", re.IGNORECASE)
+# Characters that split a password into the fragments libpq may quote on its own.
+_SECRET_SEPARATORS = re.compile(r"[\s/:@?&=#'\\]+")
 
 
 def mask_dsn(dsn: str) -> str:
     """Return the DSN with its password replaced by `***`, for logs and errors."""
     if "://" not in dsn:
         return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
-    parts = urlsplit(dsn)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{hostport}"
-    query = re.sub(r"(password=)[^&]*", r"\1***", parts.query, flags=re.IGNORECASE)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    scheme, _, rest = dsn.partition("://")
+    userinfo, at, after = _split_userinfo(rest)
+    if ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    after = _QUERY_PASSWORD.sub(r"\1***", after)
+    return f"{scheme}://{userinfo}{at}{after}"
+
+
+def _split_userinfo(rest: str) -> tuple[str, str, str]:
+    """Split the text after `scheme://` at the `@` that ends the user and password.
+
+    The last `@` is taken, not the first as libpq does, because a password
+    with an unencoded `@` or `/` must still be masked whole. An `@` inside a
+    query value, as in `?user=me@corp`, is skipped.
+    """
+    at = rest.rfind("@")
+    query = rest.find("?")
+    if 0 <= query < at and "=" in rest[query:at]:
+        at = rest.rfind("@", 0, query)
+    if at < 0:
+        return "", "", rest
+    return rest[:at], "@", rest[at + 1 :]
+
+
+def dsn_secrets(dsn: str) -> set[str]:
+    """Collect each password written in the DSN, whole, decoded and in fragments."""
+    if "://" in dsn:
+        userinfo = _split_userinfo(dsn.partition("://")[2])[0]
+        values = [userinfo.split(":", 1)[1]] if ":" in userinfo else []
+        values += [match.group(2) for match in _QUERY_PASSWORD.finditer(dsn)]
+    else:
+        values = [match.group(2) for match in _KEYWORD_PASSWORD.finditer(dsn)]
+    secrets: set[str] = set()
+    for value in values:
+        for form in (value, unquote(value)):
+            secrets.add(form)
+            secrets.update(_SECRET_SEPARATORS.split(form))
+    secrets.discard("")
+    return secrets
+
+
+def redact_dsn(text: str, dsn: str) -> str:
+    """Replace every password fragment of the DSN in `text` with `***`.
+
+    For messages from libpq and psycopg, which quote the part of a DSN they
+    could not parse, or name part of a misplaced password as the host or port.
+    """
+    # Longest first, so a whole password goes before the fragments inside it.
+    for secret in sorted(dsn_secrets(dsn), key=len, reverse=True):
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
+    return text

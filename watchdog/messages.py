@@ -15,7 +15,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import ClassVar
 from zoneinfo import ZoneInfo
 
-from watchdog.models import ActionResult, AlertEvent, Fact, Severity
+from watchdog.models import ActionResult, AlertEvent, Fact, Severity, Verdict
 
 LOCALES = ("en", "ru")
 
@@ -317,6 +317,9 @@ class _Texts:
     def now(self, summary: str) -> str:
         raise NotImplementedError
 
+    # Shown on a resolve in place of the current value when the rule stopped judging the job.
+    stopped_checking = ""
+
     def digest_summary(self, total: int, firing: int, resolved: int) -> str:
         raise NotImplementedError
 
@@ -428,6 +431,9 @@ class _English(_Texts):
 
     def now(self, summary: str) -> str:
         return f"Now: {_lower_first(summary)}"
+
+    stopped_checking = ("The rule stopped checking this job: it is paused, has a run in flight,"
+                        " or has no schedule slots to check.")
 
     def digest_summary(self, total: int, firing: int, resolved: int) -> str:
         alerts = "alert" if total == 1 else "alerts"
@@ -631,6 +637,9 @@ class _Russian(_Texts):
     def now(self, summary: str) -> str:
         return f"Сейчас: {_lower_first(summary)}"
 
+    stopped_checking = ("Правило перестало проверять этот job: он на паузе, у него идёт запуск"
+                        " или в его расписании нет слотов для проверки.")
+
     def digest_summary(self, total: int, firing: int, resolved: int) -> str:
         alerts = plural_ru(total, "алерт", "алерта", "алертов")
         active = plural_ru(firing, "активный", "активных", "активных")
@@ -782,18 +791,24 @@ def _firing_lines(event: AlertEvent, texts: _Texts, zone: tzinfo) -> list[str]:
     return lines
 
 
+def _current_summary(verdict: Verdict, texts: _Texts, zone: tzinfo) -> str:
+    if verdict.kind == "missing_run":
+        try:
+            return texts.missing_run_now(_MissingRun.from_facts(verdict.facts, zone))
+        except _MissingFact:
+            pass
+    return _summary(verdict.kind, verdict.facts, texts, zone)[0]
+
+
 def _resolved_lines(event: AlertEvent, texts: _Texts, zone: tzinfo) -> list[str]:
     verdict = event.verdict
     lasted = (event.at - event.since).total_seconds()
     lines = [texts.resolved_after(texts.span(_span_parts(lasted)))]
-    if verdict.kind == "missing_run":
-        try:
-            current = texts.missing_run_now(_MissingRun.from_facts(verdict.facts, zone))
-        except _MissingFact:
-            current = _summary(verdict.kind, verdict.facts, texts, zone)[0]
+    if verdict.facts.get("not_judged"):
+        # The facts are those of the last firing verdict, not current values.
+        lines.append(texts.stopped_checking)
     else:
-        current = _summary(verdict.kind, verdict.facts, texts, zone)[0]
-    lines.append(texts.now(current))
+        lines.append(texts.now(_current_summary(verdict, texts, zone)))
     missed = verdict.facts.get("missed_while_firing")
     if isinstance(missed, int | float) and missed > 0:
         lines.append(texts.missed_total(int(missed)))

@@ -384,6 +384,9 @@ def _secret_parts(url: str) -> set[str]:
 
 def _redact(text: str, url: str) -> str:
     """Replace the raw URL and each secret part of it in `text` with `***`."""
+    if not url.strip():
+        # str.replace with an empty pattern would put the mask between every character.
+        return text
     text = text.replace(url, mask_url(url))
     # Longest first, so a token is replaced before any shorter part inside it.
     for part in sorted(_secret_parts(url), key=len, reverse=True):

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from watchdog.config import mask_dsn
+from watchdog.config import mask_dsn, redact_dsn
 from watchdog.errors import SourceError
 from watchdog.source import STATEMENT_TIMEOUT_S, first_runid_since
 
@@ -68,7 +68,8 @@ def purge_run_history(
             return _purge(conn, keep, batch_rows, dry_run)
     except psycopg.Error as exc:
         target = mask_dsn(dsn)
-        raise SourceError(f"purge of cron.job_run_details on {target} failed: {exc}") from exc
+        reason = redact_dsn(str(exc), dsn)
+        raise SourceError(f"purge of cron.job_run_details on {target} failed: {reason}") from exc
 
 
 def _purge(

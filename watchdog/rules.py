@@ -216,7 +216,13 @@ class _Problems:
 def load_rules(path: Path, environ: Mapping[str, str] | None = None) -> RuleSet:
     """Read and validate a rules file; raise ConfigError listing every problem."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig drops the byte order mark that some Windows editors write.
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset"
+             f" {exc.start}); TOML must be UTF-8, so save the file as UTF-8"]
+        ) from exc
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigError(
@@ -358,7 +364,9 @@ def _parse_channel(
     except ValueError as exc:
         problems.add(f"{where}, field 'group_threshold'", str(exc))
         threshold = DEFAULT_GROUP_THRESHOLD
-    return Channel(name, tuple(expanded), channel_locale, min_severity, threshold)
+    # A URL listed twice, or also in the config file, would get every message twice.
+    urls_once = tuple(dict.fromkeys(expanded))
+    return Channel(name, urls_once, channel_locale, min_severity, threshold)
 
 
 def _channel_urls(
@@ -377,6 +385,12 @@ def _channel_urls(
                 " the reference",
             )
         if missing:
+            continue
+        if not value.strip():
+            variables = ", ".join(_ENV_REFERENCE.findall(url))
+            fix = (f"set {variables} to an Apprise URL" if variables
+                   else "write an Apprise URL such as json://host/path")
+            problems.add(f"{where}, url #{position}", f"the URL is empty; {fix}")
             continue
         error = validate_url(value)
         if error:
@@ -453,7 +467,8 @@ def _channel_names(
         if name not in channels:
             known = ", ".join(sorted(channels)) or "none defined"
             problems.add(where, f"unknown channel {name!r}; channels: {known}")
-    return tuple(name for name in raw if name in channels)
+    # A channel listed twice would get every message twice.
+    return tuple(dict.fromkeys(name for name in raw if name in channels))
 
 
 def _severity(raw: Any, where: str, problems: _Problems) -> Severity:

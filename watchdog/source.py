@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
-from watchdog.config import mask_dsn
+from watchdog.config import mask_dsn, redact_dsn
 from watchdog.errors import ReconnectPending, SourceError, VisibilityError
 from watchdog.models import Job, Run
 
@@ -40,7 +40,22 @@ RECONNECT_FIRST_DELAY_S = 1.0
 RECONNECT_MAX_DELAY_S = 60.0
 LOCK_TIMEOUT_MS = 10_000
 
-_RUN_COLUMNS = "runid, jobid, status, return_message, start_time, end_time"
+
+def _plausible(column: str) -> str:
+    """Return a select-list entry that reads a timestamp, or NULL when it is absurd.
+
+    Python's datetime cannot hold PostgreSQL's 'infinity' or years after 9999,
+    and psycopg raises DataError on such a value, which would make every poll
+    fail on one hand-edited row. Years outside 1900-8999 also leave room for
+    the watchdog's own arithmetic of up to ten years either way.
+    """
+    return (f"CASE WHEN {column} >= '1900-01-01 00:00+00' AND {column} < '9000-01-01 00:00+00'"
+            f" THEN {column} END AS {column}")
+
+
+_RUN_COLUMNS = (
+    f"runid, jobid, status, return_message, {_plausible('start_time')}, {_plausible('end_time')}"
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +75,8 @@ def target_name(dsn: str) -> str:
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise SourceError(f"invalid database URL {mask_dsn(dsn)}: {exc}") from exc
+        reason = redact_dsn(_first_line(exc), dsn)
+        raise SourceError(f"invalid database URL {mask_dsn(dsn)}: {reason}") from exc
     host = str(params.get("host") or "localhost")
     port = str(params.get("port") or "5432")
     dbname = str(params.get("dbname") or params.get("user") or "postgres")
@@ -117,13 +133,17 @@ class PgSource:
                 prepare_threshold=None,
             )
         except psycopg.Error as exc:
-            self._schedule_retry(_first_line(exc))
+            self._schedule_retry(self._reason(exc))
             raise SourceError(f"cannot connect to {target}: {self._last_error}") from exc
         if self.failed_attempts:
             log.info("connected to %s after %d failed attempts", target, self.failed_attempts)
         self.failed_attempts = 0
         self._next_attempt = 0.0
         return self._conn
+
+    def _reason(self, exc: BaseException) -> str:
+        """Return the first line of a psycopg error with the DSN's password removed."""
+        return redact_dsn(_first_line(exc), self.dsn)
 
     def _schedule_retry(self, error: str) -> None:
         self.failed_attempts += 1
@@ -149,27 +169,27 @@ class PgSource:
                 yield cur
         except psycopg.errors.UndefinedTable as exc:
             raise SourceError(
-                f"{mask_dsn(self.dsn)} has no pg_cron tables ({_first_line(exc)}): connect to"
+                f"{mask_dsn(self.dsn)} has no pg_cron tables ({self._reason(exc)}): connect to"
                 " the database named by cron.database_name, where CREATE EXTENSION pg_cron ran"
             ) from exc
         except psycopg.errors.InsufficientPrivilege as exc:
             raise SourceError(
                 f"the role cannot read pg_cron tables on {mask_dsn(self.dsn)}"
-                f" ({_first_line(exc)}): GRANT USAGE ON SCHEMA cron and SELECT on cron.job"
+                f" ({self._reason(exc)}): GRANT USAGE ON SCHEMA cron and SELECT on cron.job"
                 " and cron.job_run_details, or connect as the role that owns the jobs"
             ) from exc
         except psycopg.errors.QueryCanceled as exc:
             # The transaction was rolled back; the connection itself stays usable.
             raise SourceError(
                 f"query on {mask_dsn(self.dsn)} timed out after {self.statement_timeout:g}s"
-                f" (WATCHDOG_STATEMENT_TIMEOUT): {_first_line(exc)}. A lock or an overloaded"
+                f" (WATCHDOG_STATEMENT_TIMEOUT): {self._reason(exc)}. A lock or an overloaded"
                 " server held it up; the next poll tries again"
             ) from exc
         except psycopg.OperationalError as exc:
             self.close()
-            raise SourceError(f"lost {mask_dsn(self.dsn)}: {_first_line(exc)}") from exc
+            raise SourceError(f"lost {mask_dsn(self.dsn)}: {self._reason(exc)}") from exc
         except psycopg.Error as exc:
-            raise SourceError(f"query failed on {mask_dsn(self.dsn)}: {_first_line(exc)}") from exc
+            raise SourceError(f"query failed on {mask_dsn(self.dsn)}: {self._reason(exc)}") from exc
 
     @contextmanager
     def write_transaction(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
@@ -259,12 +279,16 @@ class PgSource:
     def read_new_runs(
         self, cur: psycopg.Cursor[dict[str, Any]], after_runid: int, seen_at: datetime
     ) -> Iterator[list[Run]]:
-        """Yield batches of runs with runid above the cursor, in runid order."""
+        """Yield batches of runs with runid above the cursor, in runid order.
+
+        pg_cron sets jobid on every row it inserts, so a row without one was
+        added by hand. It is skipped, because the state store requires a jobid.
+        """
         cursor = after_runid
         while True:
             cur.execute(
-                f"SELECT {_RUN_COLUMNS} FROM cron.job_run_details WHERE runid > %s"
-                " ORDER BY runid LIMIT %s",
+                f"SELECT {_RUN_COLUMNS} FROM cron.job_run_details"
+                " WHERE runid > %s AND jobid IS NOT NULL ORDER BY runid LIMIT %s",
                 (cursor, BATCH_SIZE),
             )
             batch = [_run(row, seen_at) for row in cur.fetchall()]
@@ -300,7 +324,7 @@ def first_runid_since(
     while low < high:
         middle = (low + high) // 2
         cur.execute(
-            "SELECT runid, start_time FROM cron.job_run_details WHERE runid >= %s"
+            f"SELECT runid, {_plausible('start_time')} FROM cron.job_run_details WHERE runid >= %s"
             " ORDER BY runid LIMIT 1",
             (middle,),
         )
