@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import subprocess
 import sys
@@ -166,7 +168,7 @@ def test_reschedule_and_revert_on_resolve(
 
 def test_unschedule_then_restore_gives_identical_job(
     pg: Conn, pg_cluster: PgCronCluster, http_receiver: HttpReceiver, tmp_path: Path,
-    bystander: int,
+    bystander: int, caplog: pytest.LogCaptureFixture,
 ) -> None:
     rules = make_rules(http_receiver, UNSCHEDULE)
     state = tmp_path / "state.sqlite3"
@@ -176,10 +178,16 @@ def test_unschedule_then_restore_gives_identical_job(
     before = job_row(pg, jobid)
     fail_runs(pg, jobid)
 
-    cycle(pg_cluster.dsn, rules, state)
+    with caplog.at_level(logging.INFO, logger="watchdog.remediate"):
+        cycle(pg_cluster.dsn, rules, state)
     assert job_row(pg, jobid) is None
     [request] = http_receiver.wait_for(1)
     assert f"SELECT cron.unschedule(job_id := {jobid})" in request.json["message"]
+    # The definition is flushed to disk before the change; the log keeps the command out.
+    [saved] = [json.loads(line) for line in
+               Path(f"{state}.unscheduled.jsonl").read_text().splitlines()]
+    assert (saved["jobid"], saved["command"]) == (jobid, "SELECT 'it''s back'")
+    assert not any("it''s back" in record.getMessage() for record in caplog.records)
 
     store = StateStore(state)
     source = PgSource(pg_cluster.dsn)

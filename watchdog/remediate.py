@@ -141,8 +141,12 @@ def _on_firing(
             result = ChangeResult(DRY_RUN)
         else:
             if change.target is None:
-                # Written before the change, so the definition survives even a crash.
-                log.info("unscheduling job %s; its saved definition: %r", job.label, job)
+                # Written and flushed before the change, outside the state transaction,
+                # so the definition survives even a crash between the two commits. The
+                # log line leaves out the command, which often carries a bearer token.
+                backup = cycle.store.backup_job(job)
+                log.info("unscheduling job %s; its definition is saved in %s",
+                         job.label, backup or "the state file")
             result = apply_change(cycle.source, change, cycle.snapshot.role)
 
     after = _after(job, change) if result.outcome in (DONE, DRY_RUN) else None

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from watchdog.errors import ConfigError
@@ -208,6 +209,22 @@ class StateStore:
                  " was left unchanged. Restore it from a backup, or move it away to start"
                  " with empty state: alerts that are firing now will then be announced again"]
             ) from exc
+
+    def backup_job(self, job: Job) -> Path | None:
+        """Append a job's full definition to `<state file>.unscheduled.jsonl` and flush it.
+
+        Return the file, or None for an in-memory store. The file sits beside the
+        state file, which stores the same definitions, so it needs the same care.
+        """
+        if str(self.path) == ":memory:":
+            return None
+        backup = Path(f"{self.path}.unscheduled.jsonl")
+        line = json.dumps({"saved_at": datetime.now(UTC).isoformat(), **dataclasses.asdict(job)})
+        with backup.open("a", encoding="utf-8") as file:
+            file.write(line + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        return backup
 
     def close(self) -> None:
         self._db.close()
