@@ -164,3 +164,11 @@ def test_pg_cron_failing_job_reaches_receiver(
     assert "e2e-divide" in request.json["title"]
     assert "division by zero" in request.json["message"]
     assert request.json["type"] == "warning"
+
+
+def test_validate_warns_about_rule_without_channel(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text('[[rules]]\nname = "quiet"\nkind = "missing_run"\n')
+    result = cli("validate", "--rules-file", str(path))
+    assert result.returncode == 0
+    assert "rule 'quiet' notifies no channel" in result.stderr

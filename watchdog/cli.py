@@ -145,6 +145,11 @@ def _validate(settings: Settings) -> int:
           f" {len(rules.channels)} channels, {len(rules.maintenance)} maintenance windows")
     for warning in silence_warnings(settings, rules):
         print(warning, file=sys.stderr)
+    for rule in rules.rules:
+        if not rule.notify:
+            # Valid, since `once` and the log still show the alert, but rarely intended.
+            print(f"{settings.rules_file}: warning: rule {rule.name!r} notifies no channel;"
+                  " set notify = [...] on it or [defaults] notify", file=sys.stderr)
     return EXIT_OK
 
 

@@ -99,7 +99,8 @@ class Worker:
             )
             # NOTE: a crash between an action's PostgreSQL commit and this SQLite
             # commit loses the action's log row. The next cycle then finds the job
-            # already changed and logs "already", and only the INFO log keeps the SQL.
+            # already changed and logs "already". An unscheduled job's definition
+            # survives in the backup file that remediation flushes before acting.
             events = remediate_events(self.store, self.source, self.rules, snapshot, events)
             enqueue_events(self.store, self.target, self.rules, events, now)
 
