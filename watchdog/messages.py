@@ -15,7 +15,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import ClassVar
 from zoneinfo import ZoneInfo
 
-from watchdog.models import ActionResult, AlertEvent, Fact, Severity, Verdict
+from watchdog.models import ActionResult, AlertEvent, Fact, PurgeSummary, Severity, Verdict
 
 LOCALES = ("en", "ru")
 
@@ -101,11 +101,21 @@ def format_time(moment: datetime, timezone: str = "UTC") -> str:
     return _format_timestamp(moment.isoformat(), ZoneInfo(timezone))
 
 
-def render_cap(limit: int, job_label: str, statement: str, locale: str) -> tuple[str, str]:
-    """Render the one message sent when remediation reaches its cap of actions per hour."""
+def render_cap(
+    limit: int, job_label: str | None, statement: str, locale: str
+) -> tuple[str, str]:
+    """Render the one message sent when remediation reaches its cap of actions per hour.
+
+    `job_label` is None for an action that changes no job, such as a purge.
+    """
     texts = _texts_for(locale)
     title = f"[{texts.severity_tag(Severity.WARNING)}] pg-cron-watchdog: {texts.cap_title}"
     return title, texts.cap_body(limit, job_label, statement)
+
+
+def purge_plan(keep_seconds: float, locale: str) -> str:
+    """Describe a purge of cron.job_run_details that has not run, in the channel's language."""
+    return _texts_for(locale).purge_plan(format_span(keep_seconds, locale))
 
 
 def render_test(locale: str) -> tuple[str, str]:
@@ -336,10 +346,13 @@ class _Texts:
 
     cap_title = ""
 
-    def cap_body(self, limit: int, job_label: str, statement: str) -> str:
+    def cap_body(self, limit: int, job_label: str | None, statement: str) -> str:
         raise NotImplementedError
 
     def remediation(self, result: ActionResult) -> str:
+        raise NotImplementedError
+
+    def purge_plan(self, keep: str) -> str:
         raise NotImplementedError
 
 
@@ -453,18 +466,21 @@ class _English(_Texts):
 
     cap_title = "remediation cap reached"
 
-    def cap_body(self, limit: int, job_label: str, statement: str) -> str:
+    def cap_body(self, limit: int, job_label: str | None, statement: str) -> str:
         actions = "action" if limit == 1 else "actions"
+        on_job = f" on job {job_label}" if job_label is not None else ""
         return (
             f"Remediation made {limit} {actions} in the last hour, the max_actions_per_hour"
             " of the rules file. Further actions are skipped until that count drops;"
             " alerts still notify.\n"
-            f"First skipped: {statement} on job {job_label}.\n"
+            f"First skipped: {statement}{on_job}.\n"
             "List the actions with: cron-watchdog actions"
         )
 
     def remediation(self, result: ActionResult) -> str:
         statement, outcome = result.statement, result.outcome
+        if result.purge is not None:
+            return self._purge(outcome, result.purge, result)
         if outcome == "done":
             return self._done(result)
         if outcome == "dry_run":
@@ -510,6 +526,32 @@ class _English(_Texts):
             return (f"Remediation: unscheduled the job with {result.statement}; its definition"
                     f" is saved{undo}")
         return f"Remediation: restored the saved schedule and active flag with {result.statement}"
+
+    def purge_plan(self, keep: str) -> str:
+        return f"deleting runs older than {keep} (keep) from cron.job_run_details"
+
+    def _purge(self, outcome: str, purge: PurgeSummary, result: ActionResult) -> str:
+        keep = format_span(purge.keep_seconds, self.locale)
+        runs = f"{purge.rows:,} {'run' if purge.rows == 1 else 'runs'}"
+        batches = f"{purge.batches} {'batch' if purge.batches == 1 else 'batches'}"
+        scope = (f"{runs} older than {keep} (keep) from cron.job_run_details, runid below"
+                 f" {purge.below_runid}, in {batches}")
+        if outcome == "done":
+            return (f"Remediation: deleted {scope}. Finished runs and runs left in flight"
+                    " before the server's last start were deleted; deleted runs cannot be"
+                    " restored")
+        if outcome == "dry_run":
+            return f"Remediation (dry-run, nothing changed): would delete {scope}"
+        if outcome == "already":
+            return ("Remediation: nothing to delete, cron.job_run_details has no finished or"
+                    f" abandoned run older than {keep} (keep) except the newest")
+        if outcome == "failed":
+            return f"Remediation failed: {result.detail or NO_VALUE}"
+        if outcome == "capped":
+            actions = "action" if result.limit == 1 else "actions"
+            return (f"Remediation skipped: the cap of {result.limit} {actions} per hour is"
+                    f" reached; would have started {self.purge_plan(keep)}")
+        return f"Remediation skipped: {self._SKIPS.get(outcome, outcome)}"
 
 
 class _Russian(_Texts):
@@ -661,18 +703,21 @@ class _Russian(_Texts):
 
     cap_title = "достигнут лимит автоматических действий"
 
-    def cap_body(self, limit: int, job_label: str, statement: str) -> str:
+    def cap_body(self, limit: int, job_label: str | None, statement: str) -> str:
         actions = plural_ru(limit, "действие", "действия", "действий")
+        for_job = f" для job {job_label}" if job_label is not None else ""
         return (
             f"За последний час watchdog выполнил {limit} {actions}: это max_actions_per_hour"
             " из файла правил. Следующие действия пропускаются, пока счётчик не снизится;"
             " алерты по-прежнему отправляются.\n"
-            f"Первое пропущенное: {statement} для job {job_label}.\n"
+            f"Первое пропущенное: {statement}{for_job}.\n"
             "Список действий: cron-watchdog actions"
         )
 
     def remediation(self, result: ActionResult) -> str:
         statement, outcome = result.statement, result.outcome
+        if result.purge is not None:
+            return self._purge(outcome, result.purge, result)
         if outcome == "done":
             return self._done(result)
         if outcome == "dry_run":
@@ -719,6 +764,35 @@ class _Russian(_Texts):
                     f" его определение сохранено{undo}")
         return ("Автоматическое действие: возвращены сохранённые расписание и active:"
                 f" {result.statement}")
+
+    def purge_plan(self, keep: str) -> str:
+        return f"удаление из cron.job_run_details запусков старше {keep} (keep)"
+
+    def _purge(self, outcome: str, purge: PurgeSummary, result: ActionResult) -> str:
+        keep = format_span(purge.keep_seconds, self.locale)
+        count = f"{purge.rows:,}".replace(",", "\u00a0")
+        runs = plural_ru(purge.rows, "запуск", "запуска", "запусков")
+        batches = f"{purge.batches} {plural_ru(purge.batches, 'пакет', 'пакета', 'пакетов')}"
+        scope = (f"{count} {runs} старше {keep} (keep) с runid меньше {purge.below_runid}"
+                 f" за {batches}")
+        if outcome == "done":
+            deleted = plural_ru(purge.rows, "удалён", "удалено", "удалено")
+            return (f"Автоматическое действие: из cron.job_run_details {deleted} {scope}."
+                    " Удалены завершённые запуски и те, что остались незавершёнными после"
+                    " перезапуска сервера; восстановить их нельзя")
+        if outcome == "dry_run":
+            would = plural_ru(purge.rows, "был бы удалён", "было бы удалено", "было бы удалено")
+            return ("Автоматическое действие (dry-run, ничего не изменено): из"
+                    f" cron.job_run_details {would} {scope}")
+        if outcome == "already":
+            return ("Автоматическое действие не нужно: в cron.job_run_details нет завершённых"
+                    f" или брошенных запусков старше {keep} (keep), кроме самого нового")
+        if outcome == "failed":
+            return f"Автоматическое действие не удалось: {result.detail or NO_VALUE}"
+        if outcome == "capped":
+            return (f"Автоматическое действие пропущено: достигнут лимит {result.limit} в час;"
+                    f" не выполнено {self.purge_plan(keep)}")
+        return f"Автоматическое действие пропущено: {self._SKIPS.get(outcome, outcome)}"
 
 
 _TEXTS: dict[str, _Texts] = {"en": _English(), "ru": _Russian()}

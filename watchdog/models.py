@@ -284,9 +284,10 @@ class ActionResult:
     """What remediation did, or would have done, for one alert event.
 
     `outcome` is one of remediate.OUTCOMES. `statement` is the exact SQL call
-    with its arguments; `undo` the command that reverses it. `detail` holds
-    the error of a failed action. `current` is the job's (schedule, active)
-    when it no longer matched what the decision was made on.
+    with its arguments, or for a purge the rows it deleted; `undo` the command
+    that reverses it. `detail` holds the error of a failed action. `current`
+    is the job's (schedule, active) when it no longer matched what the
+    decision was made on.
     """
 
     action: str
@@ -297,3 +298,19 @@ class ActionResult:
     detail: str | None = None
     limit: int | None = None
     current: tuple[str, bool] | None = None
+    # Set for the purge action, which changes no job.
+    purge: PurgeSummary | None = None
+
+
+@dataclass(frozen=True)
+class PurgeSummary:
+    """The rows a purge of cron.job_run_details deleted, or would delete in dry-run.
+
+    `below_runid` is the lowest runid kept by age; None when the purge did not
+    run or no run was old enough.
+    """
+
+    keep_seconds: float
+    rows: int = 0
+    below_runid: int | None = None
+    batches: int = 0

@@ -6,10 +6,10 @@ runid is its only index. Here the boundary is found by a binary search on
 runid, and rows below it are deleted in batches of consecutive runids, each in
 its own transaction.
 
-This is the action behind the `keep` field of run_history_size rules. The
-remediation mode (off, dry-run, on) and the hourly cap are the caller's to
-apply. Row-level security applies: a role that is not a superuser deletes
-only the runs of its own jobs.
+This is the `purge` remediation action of run_history_size rules, which
+passes the rule's `keep`. The remediation mode (off, dry-run, on) and the
+hourly cap are applied by watchdog.remediate. Row-level security applies: a
+role that is not a superuser deletes only the runs of its own jobs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 
 from watchdog.config import mask_dsn, redact_dsn
 from watchdog.errors import SourceError
-from watchdog.source import STATEMENT_TIMEOUT_S, first_runid_since
+from watchdog.source import CONNECT_TIMEOUT_S, STATEMENT_TIMEOUT_S, first_runid_since
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,12 @@ PURGE_BATCH_ROWS = 5000
 # Finished runs, and runs left in flight from before the server's last start
 # (abandoned: pg_cron never ends them). A run in flight since the last start
 # may still be going and is kept.
-_DELETE = (
-    "DELETE FROM cron.job_run_details WHERE runid >= %(low)s AND runid < %(high)s"
+_PURGEABLE = (
+    "runid >= %(low)s AND runid < %(high)s"
     " AND (status IN ('succeeded', 'failed') OR start_time < pg_postmaster_start_time())"
 )
+_DELETE = "DELETE FROM cron.job_run_details WHERE " + _PURGEABLE
+_COUNT = "SELECT count(*) AS purgeable FROM cron.job_run_details WHERE " + _PURGEABLE
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,18 @@ def purge_run_history(
 
     The newest run is always kept, even when older than `keep`, and so is
     every run in flight since the server's last start. With dry_run, nothing
-    is deleted and `deleted` counts the runids below the boundary (an upper bound).
+    is deleted: `deleted` and `batches` count the rows and batches a purge
+    would delete at that moment, read with the same conditions, batch by batch.
     """
     if keep <= timedelta(0) or batch_rows < 1:
         raise ValueError(f"keep ({keep}) and batch_rows ({batch_rows}) must be positive")
     try:
-        with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        # prepare_threshold=None, as in PgSource: the same DELETE runs once per
+        # batch, and transaction-mode poolers cannot keep prepared statements.
+        with psycopg.connect(
+            dsn, autocommit=True, row_factory=dict_row, prepare_threshold=None,
+            connect_timeout=round(CONNECT_TIMEOUT_S), application_name="cron-watchdog",
+        ) as conn:
             return _purge(conn, keep, batch_rows, dry_run)
     except psycopg.Error as exc:
         target = mask_dsn(dsn)
@@ -92,8 +100,10 @@ def _purge(
     if boundary <= low:
         return PurgeResult(None, 0, 0, dry_run)
     if dry_run:
-        log.info("purge dry-run: would delete runs with runid %d to %d", low, boundary - 1)
-        return PurgeResult(boundary, boundary - low, 0, dry_run=True)
+        rows, batches = _count_batches(conn, low, boundary, batch_rows)
+        log.info("purge dry-run: would delete %d runs older than %s from cron.job_run_details"
+                 " in %d batches (runid < %d)", rows, keep, batches, boundary)
+        return PurgeResult(boundary, rows, batches, dry_run=True)
 
     deleted = batches = 0
     for start in range(low, boundary, batch_rows):
@@ -105,3 +115,16 @@ def _purge(
         deleted, keep, batches, boundary,
     )
     return PurgeResult(boundary, deleted, batches, dry_run=False)
+
+
+def _count_batches(
+    conn: psycopg.Connection[dict[str, Any]], low: int, boundary: int, batch_rows: int
+) -> tuple[int, int]:
+    """Count the rows a purge would delete, and its batches, one runid range at a time."""
+    rows = batches = 0
+    for start in range(low, boundary, batch_rows):
+        end = min(start + batch_rows, boundary)
+        row = conn.execute(_COUNT, {"low": start, "high": end}).fetchone()
+        rows += int(row["purgeable"]) if row else 0
+        batches += 1
+    return rows, batches

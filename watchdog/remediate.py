@@ -7,6 +7,10 @@ Every decision is stored in the remediation log, including dry-run decisions
 and skips, and is attached to the alert event so the message says what was
 done and how to undo it.
 
+The `purge` action of run_history_size rules changes no job: it deletes old
+runs of cron.job_run_details (see watchdog.purge), cannot be reverted, and
+is stored under the alert's jobid 0.
+
 No action runs on a standby, when every failed run behind the verdict is a
 pg_cron infrastructure outcome (startup timeout, lost connection, restart),
 or while a `scheduler_down` alert is firing. The snapshot of a cycle is read
@@ -18,11 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from watchdog import messages
 from watchdog.alerts import FIRING, RESOLVED, firing_alerts
+from watchdog.errors import SourceError
 from watchdog.jobactions import (
     ALREADY,
     CHANGED,
@@ -34,9 +40,10 @@ from watchdog.jobactions import (
     JobState,
     apply_change,
 )
-from watchdog.models import ActionResult, AlertEvent, Job, Snapshot
+from watchdog.models import ActionResult, AlertEvent, Job, PurgeSummary, Snapshot
 from watchdog.outbox import url_key
-from watchdog.rules import Remediate, RemediationSettings, Rule, RuleSet
+from watchdog.purge import purge_run_history
+from watchdog.rules import PURGE_ACTION, Remediate, RemediationSettings, Rule, RuleSet
 from watchdog.source import PgSource
 from watchdog.state import ActionRecord, StateStore
 
@@ -52,6 +59,7 @@ OUTCOMES = (DONE, DRY_RUN, ALREADY, CHANGED, "gone", FAILED, CAPPED, STANDBY, IN
 # The rule kind that reports pg_cron's scheduler itself as down.
 SCHEDULER_DOWN_KIND = "scheduler_down"
 CAP_PERIOD = timedelta(hours=1)
+HISTORY_TABLE = "cron.job_run_details"
 
 
 def undo_command(jobid: int) -> str:
@@ -109,6 +117,8 @@ def _handle(cycle: _Cycle, rule: Rule, event: AlertEvent) -> ActionResult | None
     # A reminder repeats an alert that already had its one action.
     if spec is None or event.reminder:
         return None
+    if event.state == FIRING and spec.action == PURGE_ACTION:
+        return _on_purge(cycle, rule, event)
     if event.state == FIRING:
         return _on_firing(cycle, rule, spec, event)
     if event.state == RESOLVED and spec.revert_on_resolve:
@@ -226,12 +236,106 @@ def _announce_cap(cycle: _Cycle, rule: Rule, job: Job, change: Change) -> None:
         " every further action until the hour's count drops",
         cycle.target, limit, change.statement, job.label,
     )
+    _send_cap(cycle, rule, lambda locale: messages.render_cap(
+        limit, job.label, change.statement, locale))
+
+
+def _send_cap(cycle: _Cycle, rule: Rule, render: Callable[[str], tuple[str, str]]) -> None:
     for channel_name in rule.notify:
         channel = cycle.rules.channels[channel_name]
-        title, body = messages.render_cap(limit, job.label, change.statement, channel.locale)
+        title, body = render(channel.locale)
         for url in channel.urls:
             cycle.store.enqueue(cycle.target, channel.name, url_key(url), "warning", title, body,
                                 cycle.now)
+
+
+# --- Purging run history when a run_history_size alert starts firing ---------------
+
+
+def _on_purge(cycle: _Cycle, rule: Rule, event: AlertEvent) -> ActionResult:
+    """Delete old runs of cron.job_run_details under the mode, the cap and the skip checks.
+
+    The purge counts as one action towards the cap, however many batches it takes.
+    """
+    # Validation requires keep for purge.
+    assert rule.keep is not None
+    summary = PurgeSummary(rule.keep.total_seconds())
+    dry_run = cycle.settings.mode == "dry-run"
+    counted = DRY_RUN if dry_run else DONE
+    error = None
+    if cycle.snapshot.in_recovery:
+        outcome = STANDBY
+    elif _scheduler_down(cycle):
+        outcome = SCHEDULER_DOWN
+    elif _cap_reached(cycle, counted):
+        _announce_purge_cap(cycle, rule)
+        outcome = CAPPED
+    else:
+        outcome, summary, error = _run_purge(cycle, rule.keep, dry_run)
+
+    statement = purge_statement(outcome, summary)
+    record = ActionRecord(
+        id=0, target=cycle.target, at=cycle.now, rule=rule.name, jobid=event.jobid,
+        job_label=event.job_label, action=PURGE_ACTION, mode=cycle.settings.mode,
+        outcome=outcome, statement=statement, before=None, after=None, error=error,
+    )
+    _log(record)
+    cycle.store.record_action(record)
+    return ActionResult(
+        action=PURGE_ACTION, outcome=outcome, jobid=event.jobid, statement=statement,
+        detail=error, limit=cycle.settings.max_actions_per_hour if outcome == CAPPED else None,
+        purge=summary,
+    )
+
+
+def _run_purge(
+    cycle: _Cycle, keep: timedelta, dry_run: bool
+) -> tuple[str, PurgeSummary, str | None]:
+    summary = PurgeSummary(keep.total_seconds())
+    try:
+        result = purge_run_history(cycle.source.dsn, keep, dry_run=dry_run)
+    except SourceError as exc:
+        return FAILED, summary, str(exc)
+    summary = PurgeSummary(keep.total_seconds(), result.deleted, result.boundary, result.batches)
+    if result.deleted == 0:
+        return ALREADY, summary, None
+    return (DRY_RUN if dry_run else DONE), summary, None
+
+
+def purge_statement(outcome: str, summary: PurgeSummary) -> str:
+    """Describe what a purge deleted, would delete, or was going to delete, for the log."""
+    keep = messages.format_span(summary.keep_seconds, "en")
+    runs = f"runs of {HISTORY_TABLE} older than {keep} (keep)"
+    batches = "batch" if summary.batches == 1 else "batches"
+    below = f"with runid below {summary.below_runid} in {summary.batches} {batches}"
+    if outcome == DONE:
+        return f"deleted {summary.rows} {runs} {below}: {_PURGED_RUNS}"
+    if outcome == DRY_RUN:
+        return f"would delete {summary.rows} {runs} {below}: {_PURGED_RUNS}"
+    if outcome == ALREADY:
+        return (f"nothing to delete in {HISTORY_TABLE}: no run older than {keep} (keep),"
+                " except the newest run, has finished or was left in flight before the"
+                " server's last start")
+    return f"delete {runs}: {_PURGED_RUNS}"
+
+
+_PURGED_RUNS = "finished runs, and runs left in flight before the server's last start"
+
+
+def _announce_purge_cap(cycle: _Cycle, rule: Rule) -> None:
+    if cycle.store.cap_since(cycle.target) is not None:
+        return
+    assert rule.keep is not None
+    limit = cycle.settings.max_actions_per_hour
+    keep_seconds = rule.keep.total_seconds()
+    cycle.store.set_cap(cycle.target, cycle.now)
+    log.warning(
+        "remediation on %s reached its cap of %d actions per hour: skipping the purge of %s"
+        " (rule %r) and every further action until the hour's count drops",
+        cycle.target, limit, HISTORY_TABLE, rule.name,
+    )
+    _send_cap(cycle, rule, lambda locale: messages.render_cap(
+        limit, None, messages.purge_plan(keep_seconds, locale), locale))
 
 
 # --- Reverting when the alert resolves ------------------------------------------
@@ -290,9 +394,11 @@ def _record(
 
 
 def _log(record: ActionRecord) -> None:
-    subject = (f"remediation {record.action} on job {record.job_label} (jobid {record.jobid}),"
+    subject = (f"remediation {record.action} on {_subject(record)},"
                f" rule {record.rule!r}: {record.statement}")
-    if record.outcome == DONE:
+    if record.outcome == DONE and record.action == PURGE_ACTION:
+        log.info("%s; deleted runs cannot be restored", subject)
+    elif record.outcome == DONE:
         log.info("%s; undo with %s", subject, undo_command(record.jobid))
     elif record.outcome == DRY_RUN:
         log.info("%s (dry-run: nothing changed)", subject)
@@ -320,17 +426,25 @@ def _result(cycle: _Cycle, action: str, change: Change, result: ChangeResult) ->
     )
 
 
+def _subject(record: ActionRecord) -> str:
+    if record.action == PURGE_ACTION:
+        return f"{record.job_label} (jobid {record.jobid})"
+    return f"job {record.job_label} (jobid {record.jobid})"
+
+
 def format_action(record: ActionRecord) -> str:
     """Format one stored action as a line of `cron-watchdog actions`."""
     at = record.at.isoformat(timespec="seconds")
     rule = record.rule if record.rule is not None else "(cli)"
-    line = (f"{at}  #{record.id} {record.target} job {record.job_label} (jobid {record.jobid})"
+    line = (f"{at}  #{record.id} {record.target} {_subject(record)}"
             f"  {record.action} [{record.mode}] {record.outcome}  rule {rule!r}:"
             f" {record.statement}")
     if record.error:
         line += f"  error: {record.error}"
     if record.reverted_by is not None:
         line += f"  undone by #{record.reverted_by}"
+    elif record.outcome == DONE and record.action == PURGE_ACTION:
+        line += "  cannot be undone: deleted runs are not kept"
     elif record.outcome == DONE and record.reverts is None:
         line += f"  undo: {undo_command(record.jobid)}"
     return line

@@ -4,7 +4,8 @@ A paused or rescheduled job gets its saved schedule and active flag back,
 unless someone changed it by hand after the action. An unscheduled job is
 re-created from its saved definition: with `cron.schedule` when it belongs
 to the connected role and database, else with `cron.schedule_in_database`,
-which needs a superuser. pg_cron gives a re-created job a new jobid.
+which needs a superuser. pg_cron gives a re-created job a new jobid. A
+purge of cron.job_run_details cannot be undone, and `restore` reports that.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from watchdog.jobactions import (
 )
 from watchdog.models import Job
 from watchdog.remediate import revert_change
+from watchdog.rules import PURGE_ACTION
 from watchdog.source import PgSource
 from watchdog.state import ActionRecord, StateStore
 
@@ -42,6 +44,12 @@ def find_action(store: StateStore, target: str, job_ref: str) -> ActionRecord:
     for record in store.actions(target, limit=10_000):
         if record.outcome != DONE or record.reverts is not None:
             continue
+        if record.action == PURGE_ACTION and job_ref in (str(record.jobid), record.job_label):
+            raise RemediationError(
+                f"action #{record.id} deleted rows of {record.job_label} on {target}"
+                f" ({record.statement}). Deleted run history cannot be restored: the watchdog"
+                " keeps no copy of the rows, so only a database backup has them. Nothing changed"
+            )
         if record.action not in ("pause", "reschedule", "unschedule"):
             continue
         name = record.before.jobname if record.before else None

@@ -22,7 +22,7 @@ from watchdog.channels import Channel
 from watchdog.durations import DURATION_FORM, parse_duration
 from watchdog.errors import ConfigError
 from watchdog.maintenance import MaintenanceWindow, parse_maintenance
-from watchdog.models import Job, Severity
+from watchdog.models import SCHEDULER_JOBID, Job, Severity
 from watchdog.schedules import ScheduleError, parse_schedule
 from watchdog.templates import Templates, parse_templates
 
@@ -90,7 +90,11 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 REMEDIATION_MODES = ("off", "dry-run", "on")
-REMEDIATION_ACTIONS = ("pause", "reschedule", "unschedule")
+# Actions that change the alert's job, by its jobid.
+JOB_ACTIONS = ("pause", "reschedule", "unschedule")
+# Deletes old rows of cron.job_run_details; only for run_history_size rules.
+PURGE_ACTION = "purge"
+REMEDIATION_ACTIONS = (*JOB_ACTIONS, PURGE_ACTION)
 _REMEDIATION_KEYS = {"mode", "max_actions_per_hour"}
 _REMEDIATE_KEYS = {"action", "schedule", "revert_on_resolve"}
 
@@ -557,6 +561,8 @@ def _parse_rule(
         elif key in _REQUIRED[kind]:
             problems.add(where(key), f"required for kind {kind}: {_REQUIRED[kind][key]}")
     rule = Rule(**values)
+    for message in _remediate_kind_problems(rule, table):
+        problems.add(where("remediate"), message)
     check = _KIND_CHECKS.get(kind)
     if check is None or failed_keys:
         return rule
@@ -611,6 +617,11 @@ def _parse_remediate(raw: Any, where: str, problems: _Problems) -> Remediate | N
     if not isinstance(revert, bool):
         problems.add(f"{where}, key 'revert_on_resolve'", f"{revert!r} must be true or false")
         revert = False
+    if revert and action == PURGE_ACTION:
+        problems.add(f"{where}, key 'revert_on_resolve'",
+                     "cannot be used with purge: deleted runs cannot be brought back;"
+                     " remove revert_on_resolve")
+        revert = False
     if revert and action == "unschedule":
         # The job is gone, so its alert resolves quietly and there is nothing to revert on.
         problems.add(f"{where}, key 'revert_on_resolve'",
@@ -618,6 +629,27 @@ def _parse_remediate(raw: Any, where: str, problems: _Problems) -> Remediate | N
                      " `cron-watchdog restore JOBID` instead")
         revert = False
     return Remediate(action, schedule, revert)
+
+
+def _remediate_kind_problems(rule: Rule, table: dict[str, Any]) -> list[str]:
+    """Check that the rule's remediate action fits its kind."""
+    spec = rule.remediate
+    if spec is None:
+        return []
+    if spec.action == PURGE_ACTION and rule.kind != "run_history_size":
+        return [f"action purge deletes old rows of cron.job_run_details and works only on"
+                f" kind run_history_size; for kind {rule.kind} use one of"
+                f" {', '.join(JOB_ACTIONS)}, or remove remediate"]
+    if spec.action == PURGE_ACTION and "keep" not in table:
+        return ['action purge needs the rule\'s field \'keep\', the age of runs to keep,'
+                ' such as keep = "7d"']
+    if spec.action in JOB_ACTIONS and rule.kind in SCHEDULER_KINDS:
+        hint = ' Use action = "purge" with keep = "7d" instead, or remove remediate.' \
+            if rule.kind == "run_history_size" else " Remove remediate."
+        return [f"action {spec.action} changes one job, but kind {rule.kind} alerts for the"
+                f" whole database (jobid {SCHEDULER_JOBID}), so the action would never run."
+                + hint]
+    return []
 
 
 def _reschedule_target(raw: Any, where: str, problems: _Problems) -> str | None:
