@@ -505,7 +505,7 @@ class _English(_Texts):
             return "Remediation: nothing to do, the job already has its saved schedule and"\
                 " active flag"
         if outcome == "already":
-            return f"Remediation: nothing to do, the job already is as {statement} would leave it"
+            return f"Remediation: nothing to do, the job is already as {statement} would leave it"
         if outcome == "changed":
             schedule, active = result.current or ("", True)
             now = f"now schedule '{schedule}', active {str(active).lower()}"
