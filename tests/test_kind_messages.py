@@ -65,15 +65,15 @@ CASES = [
     (Rule(name="r", kind="consecutive_failures", count=2, window=timedelta(hours=1)), STREAK,
      ["2 finished runs in a row failed in the last 1h, limit 2",
       "1 infrastructure outcome", "Last error: ERROR:  deadlock detected"],
-     ["2 запуска подряд завершились ошибкой за 1 ч, порог 2",
-      "Инфраструктурных сбоев pg_cron", "не считаются ошибками задачи"]),
+     ["2 запуска подряд завершились ошибкой за последний час, порог 2",
+      "Инфраструктурных сбоев pg_cron", "не считаются ошибками job'а"]),
     (Rule(name="r", kind="stuck_run", max_runtime=MINUTE * 10), BUSY,
      ["Run 1 has been in status connecting for 30m, limit 10m", "connection limits"],
      ["Запуск 1 в статусе connecting уже 30 мин, лимит 10 мин", "нехватку соединений"]),
     (Rule(name="r", kind="error_match", pattern="dead.ock", min_count=2,
           window=timedelta(hours=1)), STREAK,
      ["2 failed runs matched /dead.ock/ in the last 1h, limit 2"],
-     ["2 запуска завершились ошибкой по шаблону /dead.ock/ за 1 ч, порог 2"]),
+     ["2 запуска завершились ошибкой по шаблону /dead.ock/ за последний час, порог 2"]),
     (Rule(name="r", kind="concurrency_saturated", saturated_for=MINUTE * 5), BUSY,
      ["2 runs in flight reached cron.max_running_jobs = 2 for 30m (alert after 5m)",
       "grant it pg_read_all_settings"],
@@ -82,8 +82,8 @@ CASES = [
     (Rule(name="r", kind="http_failures", window=timedelta(hours=1), min_count=2), HTTP,
      ["2/2 pg_net responses failed (100%) in the last 1h", "Last failed response id 312:"
       " status 401", 'Body: {"msg": "Invalid JWT"}', "does not record which job"],
-     ["2 из 2 ответов pg_net с ошибкой (100%) за 1 ч", "статус 401",
-      "не записывает, какая задача"]),
+     ["2 из 2 ответов pg_net с ошибкой (100%) за последний час", "статус 401",
+      "не записывает, какой job"]),
     (Rule(name="r", kind="run_history_size", max_rows=1000, keep=timedelta(days=7)),
      replace(snapshot([job()], []), history_size=HistorySize(1_234_567, 3 * 1024**3,
                                                              "runid_span")),
@@ -114,7 +114,7 @@ def test_duration_regression_message() -> None:
     snap = snapshot([job()], runs)
     assert ("Mean duration 30 s over 3 succeeded runs in the last 1h is 3x the baseline 10 s"
             " (5 runs in the 1d before), limit 2x") in body(rule, snap, "en")
-    assert "это 3× от базовой 10 с (5 запусков за 1 д до этого), порог 2×" in body(
+    assert "это 3× от базовой 10 с (5 запусков за сутки до этого), порог 2×" in body(
         rule, snap, "ru")
 
 
@@ -136,7 +136,7 @@ def test_job_drift_messages() -> None:
     assert 'Schedule changed to "*/5 * * * *", expected "* * * * *"' in text_en
     assert "The job is inactive (active = false), expected active" in text_en
     gone = replace(snapshot([job(2, "other")], []), known_jobs={1: first, 2: job(2, "other")})
-    assert "Задача удалена из расписания" in body(Rule(name="r", kind="job_drift"), gone, "ru")
+    assert "Job снят с расписания" in body(Rule(name="r", kind="job_drift"), gone, "ru")
 
 
 def test_scheduler_down_message_names_suppressed_jobs() -> None:
@@ -170,7 +170,7 @@ def test_infrastructure_message_groups_jobs_by_minute() -> None:
     text_en = body(rule, snap, "en")
     assert "2 jobs were hit by pg_cron infrastructure outcomes in the last 15m" in text_en
     assert '2025-05-05 11:58 UTC, "job startup timeout": a, b' in text_en
-    assert "2 задачи пострадали от инфраструктурных сбоев pg_cron за 15 мин" in body(
+    assert "2 job'а пострадали от инфраструктурных сбоев pg_cron за последние 15 минут" in body(
         rule, snap, "ru")
 
 
@@ -181,4 +181,4 @@ def test_capacity_starved_missing_run_message() -> None:
     verdicts = evaluate(RuleSet((Rule(name="m", kind="missing_run"),)), snap, NOW)
     [missing] = [v for v in verdicts if v.jobid == 9]
     assert "Capacity-starved: 2 runs were in flight" in render(event(missing), "en")[1]
-    assert "Задаче не хватило слотов" in render(event(missing), "ru")[1]
+    assert "Job'у не хватило слотов" in render(event(missing), "ru")[1]

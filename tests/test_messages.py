@@ -10,7 +10,9 @@ import pytest
 from watchdog.messages import (
     DIGEST_BODY_MAX_CHARS,
     LOCALES,
+    _lower_first,
     format_span,
+    period_phrase,
     plural_ru,
     render,
     render_digest,
@@ -105,7 +107,7 @@ def body_lines(event: AlertEvent, locale: str) -> list[str]:
             "[ПРЕДУПРЕЖДЕНИЕ] provisioner-sync: provisioner failing",
         ),
         ("ru", Severity.INFO, "firing", "[ИНФО] provisioner-sync: provisioner failing"),
-        ("ru", Severity.CRITICAL, "resolved", "[РЕШЕНО] provisioner-sync: provisioner failing"),
+        ("ru", Severity.CRITICAL, "resolved", "[ЗАКРЫТ] provisioner-sync: provisioner failing"),
     ],
 )
 def test_title_names_severity_job_and_rule(
@@ -164,13 +166,13 @@ def test_failure_ratio_english_singular_run() -> None:
     ("window_seconds", "english", "russian"),
     [
         (3600.0, "in the last 1h", "за последний час"),
-        (900.0, "in the last 15m", "за последние 15 мин"),
-        (7200.0, "in the last 2h", "за последние 2 ч"),
-        (21 * 3600.0, "in the last 21h", "за последний 21 ч"),
+        (900.0, "in the last 15m", "за последние 15 минут"),
+        (7200.0, "in the last 2h", "за последние 2 часа"),
+        (21 * 3600.0, "in the last 21h", "за последний 21 час"),
         (86400.0, "in the last 1d", "за последние сутки"),
         (60.0, "in the last 1m", "за последнюю минуту"),
         (90.0, "in the last 1m 30s", "за последние 1 мин 30 с"),
-        (21 * 60.0, "in the last 21m", "за последнюю 21 мин"),
+        (21 * 60.0, "in the last 21m", "за последнюю 21 минуту"),
     ],
 )
 def test_failure_ratio_window_phrase(window_seconds: float, english: str, russian: str) -> None:
@@ -380,7 +382,7 @@ def test_resolved_failure_ratio_russian() -> None:
     facts = {**FAILURE_FACTS, "failed": 1, "ratio": 0.1}
     event = make_event(facts=facts, state="resolved", lasted=timedelta(hours=2, minutes=5))
     assert body_lines(event, "ru") == [
-        "Решено через 2 ч 5 мин.",
+        "Алерт закрыт, длился 2 ч 5 мин.",
         "Сейчас: 1 из 10 запусков завершился ошибкой (10%) за последний час, порог 20%",
         "База данных: app",
     ]
@@ -498,7 +500,7 @@ def test_digest_orders_worst_first() -> None:
         "[CRITICAL] a-job: provisioner failing — "
         "3/10 runs failed (30%) in the last 1h, threshold 20%"
     )
-    assert lines[3] == "[RESOLVED] c-job: provisioner failing — Resolved after 25m."
+    assert lines[3] == "[RESOLVED] c-job: provisioner failing — resolved after 25m."
 
 
 def test_digest_stops_at_limit_and_counts_the_rest() -> None:
@@ -511,13 +513,13 @@ def test_digest_stops_at_limit_and_counts_the_rest() -> None:
     assert lines[-1] == "and 5 more"
 
     title, body = render_digest(events, "ru", limit=10)
-    assert title == "[КРИТИЧНО] 15 алертов: 15 активных, 0 решённых"
+    assert title == "[КРИТИЧНО] 15 алертов: 15 активных, 0 закрытых"
     assert body.split("\n")[-1] == "и ещё 5"
 
 
 def test_digest_of_resolved_only_uses_resolved_tag() -> None:
     title, _ = render_digest([make_event(state="resolved")], "ru")
-    assert title == "[РЕШЕНО] 1 алерт: 0 активных, 1 решённый"
+    assert title == "[ЗАКРЫТ] 1 алерт: 0 активных, 1 закрытый"
 
 
 def test_digest_body_stays_bounded_with_long_lines() -> None:
@@ -538,3 +540,34 @@ def test_digest_rejects_empty_and_bad_limit() -> None:
         render_digest([], "en")
     with pytest.raises(ValueError, match="limit 0"):
         render_digest([make_event()], "en", limit=0)
+
+
+def test_digest_line_lowercases_summary_after_dash() -> None:
+    slow = make_event("slow_average", {**SLOW_FACTS, "statistic": "max"}, job_label="s-job")
+    events = [slow, make_event(job_label="a-job"), make_event(job_label="b-job")]
+    _, body = render_digest(events, "ru")
+    assert "[КРИТИЧНО] s-job: provisioner failing — максимальная длительность 12,4 с" in body
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("Mean duration", "mean duration"), ("HTTP requests", "HTTP requests"), ("", "")],
+)
+def test_lower_first_keeps_acronyms(text: str, expected: str) -> None:
+    assert _lower_first(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "russian"),
+    [
+        (86400.0, "сутки"),
+        (7 * 86400.0, "7 дней"),
+        (21 * 86400.0, "21 день"),
+        (2 * 3600.0, "2 часа"),
+        (60.0, "1 минуту"),
+        (90.0, "1 мин 30 с"),
+    ],
+)
+def test_period_phrase_spells_single_units(seconds: float, russian: str) -> None:
+    assert period_phrase(seconds, "ru") == russian
+    assert period_phrase(seconds, "en") == format_span(seconds, "en")

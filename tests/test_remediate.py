@@ -309,7 +309,7 @@ def test_pausing_paused_job_says_already(
 
     cycle(pg_cluster.dsn, rules, state)
     [request] = http_receiver.wait_for(1)
-    assert "Remediation: nothing to do, the job already is as" in request.json["message"]
+    assert "Remediation: nothing to do, the job is already as" in request.json["message"]
     [record] = stored_actions(state)
     assert record.outcome == "already"
 

@@ -16,7 +16,9 @@ from watchdog.messages import (
     NO_VALUE,
     first_error_line,
     format_span,
+    period_phrase,
     plural_ru,
+    window_phrase,
 )
 from watchdog.models import Fact
 
@@ -38,8 +40,8 @@ def missing_run_notes(facts: dict[str, Fact], locale: str) -> list[str]:
     if facts.get("capacity_starved"):
         in_flight, limit = _int(facts, "in_flight"), _int(facts, "max_running_jobs")
         if ru:
-            return [f"Задаче не хватило слотов: {in_flight} запусков уже шли при"
-                    f" cron.max_running_jobs = {limit}; это не вина самой задачи"]
+            return [f"Job'у не хватило слотов: {in_flight} {_runs_ru(in_flight)} уже шли при"
+                    f" cron.max_running_jobs = {limit}; сам job в этом не виноват"]
         return [f"Capacity-starved: {in_flight} runs were in flight with cron.max_running_jobs"
                 f" = {limit}, so the job waited in pg_cron's queue; not the job's own fault"]
     return []
@@ -87,8 +89,7 @@ def _count(value: int, locale: str) -> str:
 
 
 def _window(seconds: float, locale: str) -> str:
-    span = _span(seconds, locale)
-    return f"за {span}" if locale == "ru" else f"in the last {span}"
+    return window_phrase(seconds, locale)
 
 
 def _size(size: float, locale: str) -> str:
@@ -131,7 +132,7 @@ def _infrastructure_note(facts: dict[str, Fact], locale: str) -> list[str]:
         return []
     if locale == "ru":
         return [f"Инфраструктурных сбоев pg_cron (job startup timeout, server restarted и т. п.):"
-                f" {skipped}; они не считаются ошибками задачи"]
+                f" {skipped}; они не считаются ошибками job'а"]
     outcomes = "outcome" if skipped == 1 else "outcomes"
     return [f"{skipped} infrastructure {outcomes} (job startup timeout, server restarted and the"
             " like, written by pg_cron itself) not counted as job failures"]
@@ -184,7 +185,7 @@ def _duration_regression(facts: dict[str, Fact], locale: str) -> list[str]:
     factor = _number(_float(facts, "factor"), locale)
     recent_runs, baseline_runs = _int(facts, "recent_runs"), _int(facts, "baseline_runs")
     window = _window(_float(facts, "window_seconds"), locale)
-    period = _span(_float(facts, "baseline_seconds"), locale)
+    period = period_phrase(_float(facts, "baseline_seconds"), locale)
     if locale == "ru":
         return [
             f"Средняя длительность {recent} по {recent_runs} успешным запускам {window},"
@@ -200,7 +201,7 @@ def _duration_regression(facts: dict[str, Fact], locale: str) -> list[str]:
 def _job_drift(facts: dict[str, Fact], locale: str) -> list[str]:
     changes = [change for change in str(facts["changes"] or "").split(",") if change]
     if not changes:
-        return ["Задача совпадает с ожидаемым определением" if locale == "ru"
+        return ["Job совпадает с ожидаемым определением" if locale == "ru"
                 else "The job matches its expected definition"]
     return [_drift_line(change, facts, locale) for change in changes]
 
@@ -208,7 +209,7 @@ def _job_drift(facts: dict[str, Fact], locale: str) -> list[str]:
 def _drift_line(change: str, facts: dict[str, Fact], locale: str) -> str:
     ru = locale == "ru"
     if change == "unscheduled":
-        return ("Задача удалена из расписания: её больше нет в cron.job" if ru
+        return ("Job снят с расписания: его больше нет в cron.job" if ru
                 else "The job was unscheduled: it is no longer in cron.job")
     if change == "schedule":
         now, expected = facts.get("schedule"), facts.get("expected_schedule")
@@ -217,11 +218,11 @@ def _drift_line(change: str, facts: dict[str, Fact], locale: str) -> str:
     if change == "active":
         paused = facts.get("active") == "false"
         if ru:
-            return ("Задача отключена (active = false), а должна быть активна" if paused
-                    else "Задача активна, а должна быть отключена")
+            return ("Job отключён (active = false), а должен быть активен" if paused
+                    else "Job активен, а должен быть отключён")
         return ("The job is inactive (active = false), expected active" if paused
                 else "The job is active, expected inactive")
-    return ("Команда задачи изменилась с тех пор, как watchdog впервые её увидел" if ru
+    return ("Команда job'а изменилась с тех пор, как watchdog впервые его увидел" if ru
             else "The job's command changed since the watchdog first saw it")
 
 
@@ -232,9 +233,9 @@ def _infrastructure_failures(facts: dict[str, Fact], locale: str) -> list[str]:
     jobs = _int(facts, "jobs")
     window = _window(_float(facts, "window_seconds"), locale)
     if locale == "ru":
-        word = plural_ru(jobs, "задача пострадала", "задачи пострадали", "задач пострадали")
+        word = plural_ru(jobs, "job пострадал", "job'а пострадали", "job'ов пострадали")
         lines = [f"{jobs} {word} от инфраструктурных сбоев pg_cron {window};"
-                 " это не ошибки самих задач, автоматических действий не будет"]
+                 " это не ошибки самих job'ов, автоматических действий не будет"]
     else:
         word = "job was" if jobs == 1 else "jobs were"
         lines = [f"{jobs} {word} hit by pg_cron infrastructure outcomes {window}; these are not"
@@ -260,17 +261,17 @@ _DOWN_REASONS = {
     "no_process": (
         "No pg_cron scheduler process in pg_stat_activity: no job starts and no run row is"
         " written",
-        "В pg_stat_activity нет процесса планировщика pg_cron: задачи не запускаются, записи"
+        "В pg_stat_activity нет процесса планировщика pg_cron: job'ы не запускаются, записи"
         " о запусках не появляются",
     ),
     "launch_active_jobs_off": (
         "cron.launch_active_jobs is off: pg_cron starts no job",
-        "cron.launch_active_jobs выключен: pg_cron не запускает задачи",
+        "cron.launch_active_jobs выключен: pg_cron не запускает job'ы",
     ),
     "standby": (
         "The server is a standby (pg_is_in_recovery() is true): pg_cron runs jobs only on the"
         " primary, so connect the watchdog to the primary",
-        "Сервер работает как реплика (pg_is_in_recovery() = true): pg_cron запускает задачи"
+        "Сервер работает как реплика (pg_is_in_recovery() = true): pg_cron запускает job'ы"
         " только на primary, подключите watchdog к primary",
     ),
 }
@@ -302,7 +303,7 @@ def _concurrency_saturated(facts: dict[str, Fact], locale: str) -> list[str]:
     hold = _span(_float(facts, "for_seconds"), locale)
     if locale == "ru":
         lines = [f"Одновременно идёт {in_flight} {_runs_ru(in_flight)} при cron.max_running_jobs"
-                 f" = {limit} уже {lasted} (алерт после {hold}); остальные задачи ждут в очереди"
+                 f" = {limit} уже {lasted} (алерт после {hold}); остальные job'ы ждут в очереди"
                  " и стартуют с опозданием"]
         if facts.get("configured"):
             lines.append("Лимит взят из настроек watchdog: роль не может прочитать"
@@ -365,7 +366,7 @@ def _http_failures(facts: dict[str, Fact], locale: str) -> list[str]:
                      f"Last failed response id {facts['last_id']}: status {status}{timed_out}")
         body = first_error_line(str(facts["last_body"])) if facts.get("last_body") else NO_VALUE
         lines.append(f"Тело ответа: {body}" if ru else f"Body: {body}")
-    lines.append("pg_net не записывает, какая задача отправила запрос, и хранит ответы только"
+    lines.append("pg_net не записывает, какой job отправил запрос, и хранит ответы только"
                  " pg_net.ttl (6 часов по умолчанию)" if ru else
                  "pg_net does not record which job sent a request and keeps responses only for"
                  " pg_net.ttl (6 hours by default)")

@@ -113,6 +113,22 @@ def render_cap(
     return title, texts.cap_body(limit, job_label, statement)
 
 
+def window_phrase(seconds: float, locale: str) -> str:
+    """Phrase a rule window: `in the last 15m`, or `за последние 15 минут` in Russian."""
+    texts = _texts_for(locale)
+    if isinstance(texts, _Russian):
+        return texts.window(seconds)
+    return f"in the last {format_span(seconds, locale)}"
+
+
+def period_phrase(seconds: float, locale: str) -> str:
+    """Phrase a span that follows "in the" or "за": `7d`, or `7 дней` in Russian."""
+    texts = _texts_for(locale)
+    if isinstance(texts, _Russian):
+        return texts.period(seconds)
+    return format_span(seconds, locale)
+
+
 def purge_plan(keep_seconds: float, locale: str) -> str:
     """Describe a purge of cron.job_run_details that has not run, in the channel's language."""
     return _texts_for(locale).purge_plan(format_span(keep_seconds, locale))
@@ -152,7 +168,7 @@ def render_digest(
     for event in ordered[:limit]:
         event_title, event_body = render(event, locale, timezone)
         summary = event_body.split("\n", 1)[0]
-        line = _shorten(f"{event_title} — {summary}", DIGEST_LINE_MAX_CHARS)
+        line = _shorten(f"{event_title} — {_lower_first(summary)}", DIGEST_LINE_MAX_CHARS)
         if used + len(line) + 1 > DIGEST_BODY_MAX_CHARS:
             break
         lines.append(line)
@@ -489,7 +505,7 @@ class _English(_Texts):
             return "Remediation: nothing to do, the job already has its saved schedule and"\
                 " active flag"
         if outcome == "already":
-            return f"Remediation: nothing to do, the job already is as {statement} would leave it"
+            return f"Remediation: nothing to do, the job is already as {statement} would leave it"
         if outcome == "changed":
             schedule, active = result.current or ("", True)
             now = f"now schedule '{schedule}', active {str(active).lower()}"
@@ -557,7 +573,7 @@ class _English(_Texts):
 class _Russian(_Texts):
     locale = "ru"
     decimal_separator = ","
-    resolved_tag = "РЕШЕНО"
+    resolved_tag = "ЗАКРЫТ"
     test_title = "[ТЕСТ] pg-cron-watchdog"
     millisecond_symbol = "мс"
     test_body = (
@@ -583,8 +599,16 @@ class _Russian(_Texts):
     def severity_tag(self, severity: Severity) -> str:
         return self._SEVERITY_TAGS[severity]
 
+    # Accusative forms, as after "за": за 1 минуту, за 3 часа, за 7 дней.
+    _UNIT_WORDS: ClassVar[dict[str, tuple[str, str, str]]] = {
+        "d": ("день", "дня", "дней"),
+        "h": ("час", "часа", "часов"),
+        "m": ("минуту", "минуты", "минут"),
+        "s": ("секунду", "секунды", "секунд"),
+    }
+
     def window(self, seconds: float) -> str:
-        """Phrase a rule window as "за последний час" or "за последние 15 мин"."""
+        """Phrase a rule window as "за последний час" or "за последние 15 минут"."""
         parts = _span_parts(seconds)
         count, unit = parts[0]
         if len(parts) == 1 and count == 1:
@@ -595,7 +619,17 @@ class _Russian(_Texts):
         # минута and секунда are feminine, час and день masculine.
         one = "последнюю" if unit in ("m", "s") else "последний"
         adjective = plural_ru(count, one, "последние", "последние")
-        return f"за {adjective} {self.span(parts)}"
+        return f"за {adjective} {self.period(seconds)}"
+
+    def period(self, seconds: float) -> str:
+        """Phrase a span for "за …": "сутки", "7 дней", "15 минут", else like span."""
+        parts = _span_parts(seconds)
+        if len(parts) > 1:
+            return self.span(parts)
+        count, unit = parts[0]
+        if count == 1 and unit == "d":
+            return "сутки"
+        return f"{count} {plural_ru(count, *self._UNIT_WORDS[unit])}"
 
     def failure_ratio(self, facts: _FailureRatio) -> str:
         runs = plural_ru(facts.finished, "запуска", "запусков", "запусков")
@@ -674,7 +708,7 @@ class _Russian(_Texts):
         return f"и ещё {count}"
 
     def resolved_after(self, span: str) -> str:
-        return f"Решено через {span}."
+        return f"Алерт закрыт, длился {span}."
 
     def now(self, summary: str) -> str:
         return f"Сейчас: {_lower_first(summary)}"
@@ -685,7 +719,7 @@ class _Russian(_Texts):
     def digest_summary(self, total: int, firing: int, resolved: int) -> str:
         alerts = plural_ru(total, "алерт", "алерта", "алертов")
         active = plural_ru(firing, "активный", "активных", "активных")
-        done = plural_ru(resolved, "решённый", "решённых", "решённых")
+        done = plural_ru(resolved, "закрытый", "закрытых", "закрытых")
         return f"{total} {alerts}: {firing} {active}, {resolved} {done}"
 
     reminder_suffix = " (напоминание)"
@@ -705,7 +739,7 @@ class _Russian(_Texts):
 
     def cap_body(self, limit: int, job_label: str | None, statement: str) -> str:
         actions = plural_ru(limit, "действие", "действия", "действий")
-        for_job = f" для job {job_label}" if job_label is not None else ""
+        for_job = f" для job'а {job_label}" if job_label is not None else ""
         return (
             f"За последний час watchdog выполнил {limit} {actions}: это max_actions_per_hour"
             " из файла правил. Следующие действия пропускаются, пока счётчик не снизится;"
@@ -724,7 +758,8 @@ class _Russian(_Texts):
             return ("Автоматическое действие (dry-run, ничего не изменено):"
                     f" выполнился бы {statement}")
         if outcome == "already" and result.action == "resume":
-            return "Автоматическое действие не нужно: у job уже сохранённые расписание и active"
+            return ("Автоматическое действие не нужно: у job'а уже сохранённые расписание и"
+                    " active")
         if outcome == "already":
             return ("Автоматическое действие не нужно: job уже в том состоянии,"
                     f" что дал бы {statement}")
@@ -732,7 +767,7 @@ class _Russian(_Texts):
             schedule, active = result.current or ("", True)
             now = f"сейчас расписание '{schedule}', active {str(active).lower()}"
             if result.action == "resume":
-                return ("Откат пропущен: job изменили вручную после действия watchdog"
+                return ("Откат пропущен: job изменили вручную после действия watchdog'а"
                         f" ({now}); оставлен как есть")
             return (f"Автоматическое действие пропущено: job изменился после принятия решения"
                     f" ({now}); оставлен как есть")
@@ -748,7 +783,7 @@ class _Russian(_Texts):
         "standby": "сервер работает как реплика (pg_is_in_recovery() = true)",
         "infrastructure": (
             "запуски упали по причинам на стороне pg_cron (таймаут старта, обрыв соединения,"
-            " перезапуск сервера), а не из-за ошибки в SQL самого job"
+            " перезапуск сервера), а не из-за ошибки в SQL самого job'а"
         ),
         "scheduler_down": "планировщик pg_cron не работает",
     }
@@ -758,7 +793,8 @@ class _Russian(_Texts):
         if result.action == "pause":
             return f"Автоматическое действие: job поставлен на паузу: {result.statement}{undo}"
         if result.action == "reschedule":
-            return f"Автоматическое действие: у job изменено расписание: {result.statement}{undo}"
+            return (f"Автоматическое действие: у job'а изменено расписание: {result.statement}"
+                    f"{undo}")
         if result.action == "unschedule":
             return (f"Автоматическое действие: job снят с расписания: {result.statement};"
                     f" его определение сохранено{undo}")
@@ -959,6 +995,9 @@ def _fact_text(value: Fact) -> str:
 
 
 def _lower_first(text: str) -> str:
+    """Lower-case the first letter for use mid-sentence, but keep an acronym such as HTTP."""
+    if text[1:2].isupper():
+        return text
     return text[:1].lower() + text[1:]
 
 

@@ -36,7 +36,7 @@ _TEXTS: dict[str, dict[str, tuple[str, str, str, str]]] = {
             "Failing since {since}. Job alerts keep their state and are not evaluated"
             " until reads work again.",
             "cron-watchdog reads pg_cron on {target} again",
-            "Reads of pg_cron on {target} work again after {span}.",
+            "Reads of pg_cron on {target} work again; the outage lasted {span}.",
         ),
         RULES_INVALID: (
             "cron-watchdog: invalid rules file",
@@ -50,17 +50,17 @@ _TEXTS: dict[str, dict[str, tuple[str, str, str, str]]] = {
         DATABASE_UNREADABLE: (
             "cron-watchdog не может прочитать pg_cron на {target}",
             "Не удаётся прочитать pg_cron на {target}: {detail}\n"
-            "Ошибка с {since}. Алерты по job'ам сохраняют своё состояние и не пересчитываются,"
-            " пока чтение не восстановится.",
+            "Чтение не удаётся с {since}. Алерты по job'ам сохраняют своё состояние и не"
+            " пересчитываются, пока чтение не восстановится.",
             "cron-watchdog снова читает pg_cron на {target}",
-            "Чтение pg_cron на {target} восстановилось через {span}.",
+            "Чтение pg_cron на {target} снова работает, сбой длился {span}.",
         ),
         RULES_INVALID: (
-            "cron-watchdog: файл правил с ошибкой",
+            "cron-watchdog: ошибка в файле правил",
             "{detail}\nДействуют последние корректные правила. Все ошибки покажет"
             " `cron-watchdog validate`.",
             "cron-watchdog: файл правил снова корректен",
-            "Файл правил исправлен через {span}, новые правила действуют.",
+            "Файл правил исправлен спустя {span}, новые правила действуют.",
         ),
     },
 }
@@ -151,7 +151,7 @@ def render(
     values = {
         "target": target,
         "detail": detail,
-        "since": since.isoformat(timespec="seconds"),
+        "since": messages.format_time(since),
         "span": messages.format_span((now - since).total_seconds(), locale),
     }
     return title.format(**values), body.format(**values)
