@@ -262,13 +262,14 @@ def _status(settings: Settings, as_json: bool) -> int:
 
 
 def _doctor(settings: Settings) -> int:
-    from watchdog.doctor import format_checks, run_checks
+    from watchdog.doctor import Fallbacks, format_checks, run_checks
 
     rules = load_rules(settings.rules_file)
     source = PgSource(settings.database_url, settings.connect_timeout,
                       settings.statement_timeout)
+    fallbacks = Fallbacks(settings.cron_timezone, settings.max_running_jobs)
     try:
-        checks = run_checks(rules, source)
+        checks = run_checks(rules, source, fallbacks)
     finally:
         source.close()
     print(format_checks(checks))
