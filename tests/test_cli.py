@@ -103,6 +103,9 @@ def test_once_unreachable_database_exits_2_masked(rules_file: Path, tmp_path: Pa
     assert "cannot connect to postgresql://watch:***@" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+    # `once` tries one connection, so it must not promise another attempt.
+    assert "next attempt" not in result.stderr
+    assert result.stderr.count("cannot connect") == 1
 
 
 def test_once_without_database_url_names_setting(rules_file: Path, tmp_path: Path) -> None:

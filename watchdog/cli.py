@@ -153,10 +153,10 @@ def _validate(settings: Settings) -> int:
     return EXIT_OK
 
 
-def _open(settings: Settings) -> tuple[RuleSet, StateStore, PgSource]:
+def _open(settings: Settings, retries: bool = False) -> tuple[RuleSet, StateStore, PgSource]:
     rules = load_rules(settings.rules_file)
     source = PgSource(settings.database_url, settings.connect_timeout,
-                      settings.statement_timeout)
+                      settings.statement_timeout, retries=retries)
     store = StateStore(settings.state_path)
     return rules, store, source
 
@@ -192,7 +192,7 @@ def _print_summary(result: CycleResult) -> None:
 
 
 def _run(settings: Settings) -> int:
-    rules, store, source = _open(settings)
+    rules, store, source = _open(settings, retries=True)
     health = Health(settings.poll_interval)
     metrics = Metrics()
     heartbeat = Heartbeat(settings.heartbeat_url) if settings.heartbeat_url else None
@@ -230,7 +230,7 @@ def _actions(settings: Settings, limit: int) -> int:
 
 def _restore(settings: Settings, job: str, dry_run: bool) -> int:
     source = PgSource(settings.database_url, settings.connect_timeout,
-                      settings.statement_timeout)
+                      settings.statement_timeout, retries=False)
     store = StateStore(settings.state_path)
     try:
         print(restore(store, source, job, dry_run))
@@ -266,7 +266,7 @@ def _doctor(settings: Settings) -> int:
 
     rules = load_rules(settings.rules_file)
     source = PgSource(settings.database_url, settings.connect_timeout,
-                      settings.statement_timeout)
+                      settings.statement_timeout, retries=False)
     fallbacks = Fallbacks(settings.cron_timezone, settings.max_running_jobs)
     try:
         checks = run_checks(rules, source, fallbacks)
