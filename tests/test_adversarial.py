@@ -99,7 +99,7 @@ def test_cli_takes_options_before_command(tmp_path: Path) -> None:
     result = _cli("--rules-file", str(rules), "validate")
 
     assert result.returncode == 0, result.stderr
-    assert f"{rules}: valid, 1 rules" in result.stdout
+    assert f"{rules}: valid, 1 rule" in result.stdout
 
 
 def test_cli_option_after_command_wins(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def rules_file(tmp_path: Path, http_receiver: HttpReceiver) -> Path:
 def test_validate_accepts_good_file(rules_file: Path) -> None:
     result = cli("validate", "--rules-file", str(rules_file))
     assert result.returncode == 0, result.stderr
-    assert "valid, 1 rules, 1 channels" in result.stdout
+    assert "valid, 1 rule, 1 channel, 0 maintenance windows" in result.stdout
 
 
 def test_validate_lists_problems_without_traceback(tmp_path: Path) -> None:
@@ -175,3 +175,12 @@ def test_validate_warns_about_rule_without_channel(tmp_path: Path) -> None:
     result = cli("validate", "--rules-file", str(path))
     assert result.returncode == 0
     assert "rule 'quiet' notifies no channel" in result.stderr
+
+
+def test_count_uses_singular_for_one() -> None:
+    from watchdog.counts import count
+
+    assert count(1, "rule") == "1 rule"
+    assert count(0, "rule") == "0 rules"
+    assert count(2, "maintenance window") == "2 maintenance windows"
+    assert count(3, "entry", "entries") == "3 entries"

@@ -96,7 +96,7 @@ def test_silenced_alert_is_announced_after_removal(
 
     muted = cli("once", env=env)
     assert muted.returncode == 1, muted.stderr
-    assert "1 alerts firing" in muted.stdout
+    assert "1 alert firing" in muted.stdout
     assert "notifications: 0 sent" in muted.stdout
     assert http_receiver.requests == []
 

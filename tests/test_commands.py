@@ -91,7 +91,7 @@ def test_doctor_as_superuser_passes(pg: Conn, env: dict[str, str]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert any(line.startswith("[ok  ] pg_cron 1.4") for line in lines)
-    assert "[ok  ] role postgres sees 1 jobs: all jobs" in lines
+    assert "[ok  ] role postgres sees 1 job: all jobs" in lines
     assert "[ok  ] the pg_cron scheduler is running (seen in pg_stat_activity)" in lines
     assert "[ok  ] the channel URL parses" in lines
     assert "[ok  ] pg_cron 1.4-1 evaluates schedules in GMT (cron.timezone exists from pg_cron" \

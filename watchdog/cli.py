@@ -18,6 +18,7 @@ from watchdog.commands import (
     silence_warnings,
 )
 from watchdog.config import Settings, load_settings
+from watchdog.counts import count
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.health import Health, HealthServer, Heartbeat, Metrics
 from watchdog.logs import configure_logging
@@ -141,8 +142,9 @@ def _report_problems(exc: ConfigError) -> int:
 
 def _validate(settings: Settings) -> int:
     rules = load_rules(settings.rules_file)
-    print(f"{settings.rules_file}: valid, {len(rules.rules)} rules,"
-          f" {len(rules.channels)} channels, {len(rules.maintenance)} maintenance windows")
+    print(f"{settings.rules_file}: valid, {count(len(rules.rules), 'rule')},"
+          f" {count(len(rules.channels), 'channel')},"
+          f" {count(len(rules.maintenance), 'maintenance window')}")
     for warning in silence_warnings(settings, rules):
         print(warning, file=sys.stderr)
     for rule in rules.rules:
@@ -177,8 +179,8 @@ def _once(settings: Settings) -> int:
 
 def _print_summary(result: CycleResult) -> None:
     snapshot = result.snapshot
-    print(f"{len(snapshot.jobs)} jobs, {len(snapshot.runs)} runs in window,"
-          f" {len(result.firing)} alerts firing")
+    print(f"{count(len(snapshot.jobs), 'job')}, {count(len(snapshot.runs), 'run')} in window,"
+          f" {count(len(result.firing), 'alert')} firing")
     for event in result.events:
         print(f"  {event.state.upper():9} {event.severity.value:8} {event.job_label}:"
               f" {event.rule}")

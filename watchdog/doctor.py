@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from watchdog.counts import count
 from watchdog.errors import SourceError
 from watchdog.notify import validate_url
 from watchdog.rules import JOB_ACTIONS, RuleSet
@@ -102,15 +103,11 @@ def _channel_checks(rules: RuleSet) -> list[Check]:
         return []
     problems = [problem for problem in map(validate_url, urls) if problem]
     if problems:
-        return [Check(False, True, f"{len(problems)} of {_count(len(urls), 'channel URL')}"
+        return [Check(False, True, f"{len(problems)} of {count(len(urls), 'channel URL')}"
                       " do not parse", problems[0])]
     if len(urls) == 1:
         return [Check(True, True, "the channel URL parses")]
     return [Check(True, True, f"all {len(urls)} channel URLs parse")]
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _extension_check(cur: Cursor) -> Check:
@@ -155,7 +152,7 @@ def _jobs_check(cur: Cursor) -> Check:
         return Check(False, True, f"role {row['role']} sees no jobs in cron.job; it sees {scope}",
                      "connect as the role that scheduled the jobs (on Supabase usually"
                      " postgres)")
-    return Check(True, True, f"role {row['role']} sees {row['jobs']} jobs: {scope}")
+    return Check(True, True, f"role {row['role']} sees {count(row['jobs'], 'job')}: {scope}")
 
 
 def _setting(cur: Cursor, name: str) -> dict[str, Any]:
