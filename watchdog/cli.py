@@ -218,7 +218,7 @@ def _run(settings: Settings) -> int:
 
 
 def _actions(settings: Settings, limit: int) -> int:
-    store = StateStore(settings.state_path)
+    store = StateStore.open_existing(settings.state_path)
     try:
         records = store.actions(limit=limit)
     finally:
@@ -231,9 +231,9 @@ def _actions(settings: Settings, limit: int) -> int:
 
 
 def _restore(settings: Settings, job: str, dry_run: bool) -> int:
+    store = StateStore.open_existing(settings.state_path)
     source = PgSource(settings.database_url, settings.connect_timeout,
                       settings.statement_timeout, retries=False)
-    store = StateStore(settings.state_path)
     try:
         print(restore(store, source, job, dry_run))
     finally:
