@@ -74,15 +74,20 @@ def test_status_json_lists_jobs(pg: Conn, env: dict[str, str]) -> None:
 
 def test_status_table_has_header_and_rows(pg: Conn, env: dict[str, str]) -> None:
     jobid = schedule_job(pg, "sync-orders")
+    quick = schedule_job(pg, "queue-http")
     add_run(pg, jobid, "succeeded", db_now(pg) - timedelta(minutes=1), seconds=3)
+    add_run(pg, quick, "succeeded", db_now(pg) - timedelta(minutes=1), seconds=0.004)
     result = cli("status", env=env)
     assert result.returncode == 0, result.stderr
-    header, row = result.stdout.strip().splitlines()
+    header, quick_row, row = result.stdout.strip().splitlines()
     assert header.split()[:3] == ["JOB", "SCHEDULE", "ACTIVE"]
     assert row.startswith("sync-orders")
     assert "succeeded" in row
-    assert "3.0s" in row
+    assert "  3 s  " in row
     assert "0%" in row
+    # The same format as notifications: milliseconds below a second.
+    assert quick_row.startswith("queue-http")
+    assert "  4 ms  " in quick_row
 
 
 def test_doctor_as_superuser_passes(pg: Conn, env: dict[str, str]) -> None:

@@ -57,6 +57,11 @@ def format_span(seconds: float, locale: str) -> str:
     return texts.span(_span_parts(seconds))
 
 
+def format_seconds(seconds: float, locale: str) -> str:
+    """Format a run's measured duration as notifications show it: `4 ms`, `12.4 s`, `2m 5s`."""
+    return _texts_for(locale).seconds(seconds)
+
+
 def first_error_line(return_message: str | None) -> str:
     """Return the first non-blank line of a return_message, stripped and shortened.
 
