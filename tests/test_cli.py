@@ -184,3 +184,12 @@ def test_count_uses_singular_for_one() -> None:
     assert count(0, "rule") == "0 rules"
     assert count(2, "maintenance window") == "2 maintenance windows"
     assert count(3, "entry", "entries") == "3 entries"
+
+
+def test_validate_warns_about_file_without_rules(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('locale = "en"\n')
+    result = cli("validate", "--rules-file", str(rules))
+    assert result.returncode == 0, result.stderr
+    assert "valid, 0 rules" in result.stdout
+    assert f"{rules}: warning: no [[rules]] defined" in result.stderr

@@ -145,6 +145,9 @@ def _validate(settings: Settings) -> int:
     print(f"{settings.rules_file}: valid, {count(len(rules.rules), 'rule')},"
           f" {count(len(rules.channels), 'channel')},"
           f" {count(len(rules.maintenance), 'maintenance window')}")
+    if not rules.rules:
+        print(f"{settings.rules_file}: warning: no [[rules]] defined, so the watchdog would"
+              " watch nothing; add a [[rules]] table", file=sys.stderr)
     for warning in silence_warnings(settings, rules):
         print(warning, file=sys.stderr)
     for rule in rules.rules:
