@@ -99,7 +99,7 @@ def test_cli_takes_options_before_command(tmp_path: Path) -> None:
     result = _cli("--rules-file", str(rules), "validate")
 
     assert result.returncode == 0, result.stderr
-    assert f"{rules}: valid, 1 rules" in result.stdout
+    assert f"{rules}: valid, 1 rule" in result.stdout
 
 
 def test_cli_option_after_command_wins(tmp_path: Path) -> None:
@@ -285,3 +285,31 @@ def test_channel_listed_twice_sends_once(
 
     assert result.delivery.sent == 1
     assert len(http_receiver.wait_for(1)) == 1
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("outage_after", "x", "invalid number 'x': expected a whole number of failed polls,"
+     " at least 1"),
+    ("outage_after", "0", "invalid number '0': expected a whole number of failed polls,"
+     " at least 1"),
+    ("max_running_jobs", "abc", "invalid number 'abc': expected a whole number of jobs,"
+     " at least 1, as cron.max_running_jobs"),
+    ("max_running_jobs", "-1", "invalid number '-1': expected a whole number of jobs,"
+     " at least 1, as cron.max_running_jobs"),
+    ("cron_timezone", "Mars/Base", "unknown time zone 'Mars/Base': expected an IANA zone"
+     " such as Europe/Berlin, as cron.timezone"),
+])
+def test_settings_reject_bad_value(field: str, value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(**{field: value})
+
+    assert raised.value.problems == [f"setting WATCHDOG_{field.upper()}: {expected}"]
+
+
+def test_settings_accept_fallback_values() -> None:
+    settings = load_settings(cron_timezone="Europe/Berlin", max_running_jobs="8",
+                             outage_after="2")
+
+    assert settings.cron_timezone == "Europe/Berlin"
+    assert settings.max_running_jobs == 8
+    assert settings.outage_after == 2

@@ -93,10 +93,12 @@ def test_last_run_line_in_both_locales() -> None:
             ' "*/5 * * * *"' in russian)
 
 
-def test_last_run_without_end_shows_dash() -> None:
+def test_last_run_without_end_is_still_running() -> None:
     event = dataclasses.replace(missing_event(), schedule="@hourly", last_run_at=NOW)
-    assert 'Last run: started 2025-05-05 12:00:00 UTC, took —; schedule "@hourly"' in render(
-        event, "en")[1].split("\n")
+    assert 'Last run: started 2025-05-05 12:00:00 UTC, still running; schedule "@hourly"' \
+        in render(event, "en")[1].split("\n")
+    assert ('Последний запуск: начат 2025-05-05 12:00:00 UTC, ещё выполняется; расписание'
+            ' "@hourly"' in render(event, "ru")[1].split("\n"))
 
 
 def test_times_follow_display_timezone() -> None:

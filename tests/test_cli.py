@@ -51,7 +51,7 @@ def rules_file(tmp_path: Path, http_receiver: HttpReceiver) -> Path:
 def test_validate_accepts_good_file(rules_file: Path) -> None:
     result = cli("validate", "--rules-file", str(rules_file))
     assert result.returncode == 0, result.stderr
-    assert "valid, 1 rules, 1 channels" in result.stdout
+    assert "valid, 1 rule, 1 channel, 0 maintenance windows" in result.stdout
 
 
 def test_validate_lists_problems_without_traceback(tmp_path: Path) -> None:
@@ -103,6 +103,9 @@ def test_once_unreachable_database_exits_2_masked(rules_file: Path, tmp_path: Pa
     assert "cannot connect to postgresql://watch:***@" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+    # `once` tries one connection, so it must not promise another attempt.
+    assert "next attempt" not in result.stderr
+    assert result.stderr.count("cannot connect") == 1
 
 
 def test_once_without_database_url_names_setting(rules_file: Path, tmp_path: Path) -> None:
@@ -172,3 +175,21 @@ def test_validate_warns_about_rule_without_channel(tmp_path: Path) -> None:
     result = cli("validate", "--rules-file", str(path))
     assert result.returncode == 0
     assert "rule 'quiet' notifies no channel" in result.stderr
+
+
+def test_count_uses_singular_for_one() -> None:
+    from watchdog.counts import count
+
+    assert count(1, "rule") == "1 rule"
+    assert count(0, "rule") == "0 rules"
+    assert count(2, "maintenance window") == "2 maintenance windows"
+    assert count(3, "entry", "entries") == "3 entries"
+
+
+def test_validate_warns_about_file_without_rules(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('locale = "en"\n')
+    result = cli("validate", "--rules-file", str(rules))
+    assert result.returncode == 0, result.stderr
+    assert "valid, 0 rules" in result.stdout
+    assert f"{rules}: warning: no [[rules]] defined" in result.stderr

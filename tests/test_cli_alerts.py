@@ -86,6 +86,29 @@ def test_silence_rejects_bad_input(env: dict[str, str]) -> None:
     assert "silence 7 not found" in missing.stderr
 
 
+@pytest.mark.parametrize("command", [
+    ("actions",), ("silence", "list"), ("silence", "remove", "1"), ("restore", "sync-orders"),
+])
+def test_read_command_needs_existing_state(command: tuple[str, ...], env: dict[str, str],
+                                           tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "state.sqlite3"
+
+    result = cli(*command, env={**env, "WATCHDOG_STATE_PATH": str(missing)})
+
+    assert result.returncode == 2, result.stdout
+    assert f"state file {missing} does not exist" in result.stderr
+    assert "WATCHDOG_STATE_PATH" in result.stderr
+    assert not missing.parent.exists()
+
+
+def test_silence_without_selectors_warns(env: dict[str, str]) -> None:
+    result = cli("silence", "add", "--for", "1h", "--reason", "maintenance", env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("silence 1 added: rule *, jobs * until ")
+    assert "warning: silence 1 mutes every alert of every rule" in result.stderr
+
+
 def test_silenced_alert_is_announced_after_removal(
     pg: Conn, env: dict[str, str], http_receiver: HttpReceiver
 ) -> None:
@@ -96,7 +119,7 @@ def test_silenced_alert_is_announced_after_removal(
 
     muted = cli("once", env=env)
     assert muted.returncode == 1, muted.stderr
-    assert "1 alerts firing" in muted.stdout
+    assert "1 alert firing" in muted.stdout
     assert "notifications: 0 sent" in muted.stdout
     assert http_receiver.requests == []
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -135,8 +136,23 @@ def test_job_drift_messages() -> None:
     text_en = body(Rule(name="r", kind="job_drift"), snap, "en")
     assert 'Schedule changed to "*/5 * * * *", expected "* * * * *"' in text_en
     assert "The job is inactive (active = false), expected active" in text_en
+    edited = replace(first, command="SELECT refresh_all()")
+    changed = replace(snapshot([edited], []), known_jobs={1: first})
+    text_command = body(Rule(name="r", kind="job_drift"), changed, "en")
+    old, new = _fingerprint(first.command), _fingerprint(edited.command)
+    assert f"The job's command changed since the watchdog first saw it: fingerprint {old}," \
+        f" now {new}" in text_command
+    # Commands often carry credentials, so their text stays out of messages.
+    assert "refresh_all" not in text_command
+    assert first.command not in text_command
+    assert f"отпечаток (SHA-256) был {old}, стал {new}" in body(
+        Rule(name="r", kind="job_drift"), changed, "ru")
     gone = replace(snapshot([job(2, "other")], []), known_jobs={1: first, 2: job(2, "other")})
     assert "Job снят с расписания" in body(Rule(name="r", kind="job_drift"), gone, "ru")
+
+
+def _fingerprint(command: str) -> str:
+    return hashlib.sha256(command.encode()).hexdigest()[:8]
 
 
 def test_scheduler_down_message_names_suppressed_jobs() -> None:

@@ -38,7 +38,8 @@ def test_consecutive_failures_fires_on_streak() -> None:
     verdict = judge(streak_rule(), runs)
     assert verdict.firing
     assert verdict.facts["streak"] == 3
-    assert verdict.evidence == (2, 3, 4)
+    # Run ids are listed newest first, as failure_ratio lists them.
+    assert verdict.evidence == (4, 3, 2)
     assert verdict.last_error == ERROR
 
 
@@ -140,7 +141,7 @@ def test_error_match_fires_on_min_count() -> None:
     verdict = judge(match_rule(), runs)
     assert verdict.firing
     assert verdict.facts["matches"] == 2
-    assert verdict.evidence == (1, 3)
+    assert verdict.evidence == (3, 1)
 
 
 def test_error_match_near_miss() -> None:

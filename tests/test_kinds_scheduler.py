@@ -232,7 +232,7 @@ def test_infrastructure_failures_grouped_by_minute() -> None:
     assert verdict.jobid == SCHEDULER_JOBID
     assert verdict.facts["jobs"] == 2
     assert verdict.facts["groups"] == "2025-05-05T11:58:00+00:00\tjob startup timeout\ta, b"
-    assert verdict.evidence == (1, 2)
+    assert verdict.evidence == (2, 1)
 
 
 def test_infrastructure_failures_near_miss_and_resolve() -> None:

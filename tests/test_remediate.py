@@ -572,12 +572,15 @@ def test_actions_and_restore_commands(
 
     listed = run_cli("actions", state=state, dsn=pg_cluster.dsn)
     newest, oldest = listed.stdout.splitlines()
-    assert "resume [restore] done  rule '(cli)'" in newest
+    # The undo names the action it reverted, since "resume" misreads a restored reschedule.
+    assert "undo of #1 [restore] done  rule '(cli)'" in newest
     assert oldest.endswith("undone by #2")
 
 
 def test_restore_unknown_job_exits_with_error(pg_cluster: PgCronCluster, tmp_path: Path) -> None:
-    result = run_cli("restore", "nosuch", state=tmp_path / "state.sqlite3", dsn=pg_cluster.dsn)
+    state = tmp_path / "state.sqlite3"
+    StateStore(state).close()
+    result = run_cli("restore", "nosuch", state=state, dsn=pg_cluster.dsn)
     assert result.returncode == 2
     assert "no remediation action to undo for job 'nosuch'" in result.stderr
     assert "cron-watchdog actions" in result.stderr

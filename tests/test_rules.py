@@ -271,3 +271,74 @@ def test_compose_example_rules_are_valid() -> None:
     assert [rule.kind for rule in rules.rules] == [
         "failure_ratio", "missing_run", "scheduler_down",
     ]
+
+
+def test_empty_jobs_list_is_rejected() -> None:
+    text = CHANNEL + '[[rules]]\nname = "r"\nkind = "consecutive_failures"\njobs = []\n'
+    [problem] = problems(text)
+    assert "rule #1 'r', field 'jobs'" in problem
+    assert "empty list selects no job" in problem
+    assert 'omit jobs or write ["*"]' in problem
+
+
+def test_single_string_accepted_for_jobs_and_notify() -> None:
+    text = CHANNEL + """
+[defaults]
+notify = "oncall"
+
+[[rules]]
+name = "r"
+kind = "consecutive_failures"
+jobs = "nu-*"
+notify = "oncall"
+"""
+    rules = parse_rules(text, "rules.toml", {})
+    assert rules.rules[0].jobs == ("nu-*",)
+    assert rules.rules[0].notify == ("oncall",)
+    assert rules.default_notify == ("oncall",)
+
+
+def test_channel_with_empty_urls_reported_once() -> None:
+    text = """
+[channels.hook]
+urls = []
+
+[defaults]
+notify = ["hook"]
+
+[[rules]]
+name = "r"
+kind = "consecutive_failures"
+notify = ["hook", "pager"]
+"""
+    found = problems(text)
+    assert len(found) == 2, found
+    assert "channel 'hook', field 'urls': must be a non-empty list" in found[0]
+    assert "rule #1 'r', field 'notify': unknown channel 'pager'" in found[1]
+
+
+@pytest.mark.parametrize("value", ['"0"', '"0s"'])
+def test_outbox_max_age_zero_says_longer_than_zero(value: str) -> None:
+    [problem] = problems(f"[outbox]\nmax_age = {value}\n")
+    assert "outbox, field 'max_age'" in problem
+    assert "must be longer than zero" in problem
+
+
+def test_url_without_scheme_is_named() -> None:
+    [problem] = problems('[channels.hook]\nurls = ["hook.example"]\n')
+    assert "channel 'hook', url #1" in problem
+    assert "Apprise URL hook.example has no scheme" in problem
+    assert "json://" in problem
+
+
+def test_url_with_unknown_scheme_is_named() -> None:
+    [problem] = problems('[channels.hook]\nurls = ["jsn://1234:abcd@host.example/x"]\n')
+    assert "unknown Apprise scheme 'jsn'" in problem
+    assert "json://, slack://, tgram://, mailto://" in problem
+    assert "abcd" not in problem
+
+
+def test_plain_https_url_suggests_json_scheme() -> None:
+    [problem] = problems('[channels.hook]\nurls = ["https://example.com/hook"]\n')
+    assert "Apprise does not recognise https://example.com/*** as the webhook" in problem
+    assert "write json:// or jsons:// in place of https://" in problem

@@ -404,3 +404,42 @@ for = "1h"
     assert 'cron_watchdog_remediation_actions_total{outcome="dry_run"} 1.0' in text
     assert ('cron_watchdog_alerts{rule="job failing for long",severity="warning",'
             'state="pending"} 1.0' in text)
+
+
+def test_outage_counted_from_first_failed_poll(
+    rules_path: Path, tmp_path: Path, http_receiver: HttpReceiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = make_service(f"postgresql://watch@127.0.0.1:{free_tcp_port()}/postgres",
+                           rules_path, tmp_path / "s.sqlite3")
+
+    def unreadable() -> Any:
+        raise SourceError("cannot connect to 127.0.0.1: connection refused")
+
+    service.worker.cycle = unreadable  # type: ignore[method-assign]
+    try:
+        first_poll = datetime.now(UTC)
+        service.tick()
+        time.sleep(1.2)
+        service.tick()
+        time.sleep(1.2)
+        with caplog.at_level(logging.INFO, logger="watchdog.service"):
+            service.tick()
+        [alert] = selfalerts.firing_self_alerts(service.store, service.worker.target)
+    finally:
+        close(service)
+    assert first_poll <= alert.since < first_poll + timedelta(seconds=1)
+    [outage] = http_receiver.wait_for(1)
+    assert f"Failing since {alert.since:%Y-%m-%d %H:%M:%S} UTC." in outage.json["message"]
+    sent = [r.getMessage() for r in caplog.records if "outside the poll cycle" in r.getMessage()]
+    assert sent == ["messages delivered outside the poll cycle: 1 sent, 0 failed, 0 waiting"]
+
+
+def test_self_alert_times_use_display_timezone() -> None:
+    since = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
+    _, body = selfalerts.render(
+        selfalerts.DATABASE_UNREADABLE, "en", firing=True, target="db:5432/postgres",
+        detail="x", since=since, now=since + timedelta(minutes=5),
+        timezone="Europe/Berlin",
+    )
+    assert "Failing since 2026-01-01 04:00:00 CET." in body

@@ -18,6 +18,7 @@ from watchdog.commands import (
     silence_warnings,
 )
 from watchdog.config import Settings, load_settings
+from watchdog.counts import count
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.health import Health, HealthServer, Heartbeat, Metrics
 from watchdog.logs import configure_logging
@@ -141,8 +142,12 @@ def _report_problems(exc: ConfigError) -> int:
 
 def _validate(settings: Settings) -> int:
     rules = load_rules(settings.rules_file)
-    print(f"{settings.rules_file}: valid, {len(rules.rules)} rules,"
-          f" {len(rules.channels)} channels, {len(rules.maintenance)} maintenance windows")
+    print(f"{settings.rules_file}: valid, {count(len(rules.rules), 'rule')},"
+          f" {count(len(rules.channels), 'channel')},"
+          f" {count(len(rules.maintenance), 'maintenance window')}")
+    if not rules.rules:
+        print(f"{settings.rules_file}: warning: no [[rules]] defined, so the watchdog would"
+              " watch nothing; add a [[rules]] table", file=sys.stderr)
     for warning in silence_warnings(settings, rules):
         print(warning, file=sys.stderr)
     for rule in rules.rules:
@@ -153,10 +158,10 @@ def _validate(settings: Settings) -> int:
     return EXIT_OK
 
 
-def _open(settings: Settings) -> tuple[RuleSet, StateStore, PgSource]:
+def _open(settings: Settings, retries: bool = False) -> tuple[RuleSet, StateStore, PgSource]:
     rules = load_rules(settings.rules_file)
     source = PgSource(settings.database_url, settings.connect_timeout,
-                      settings.statement_timeout)
+                      settings.statement_timeout, retries=retries)
     store = StateStore(settings.state_path)
     return rules, store, source
 
@@ -177,8 +182,8 @@ def _once(settings: Settings) -> int:
 
 def _print_summary(result: CycleResult) -> None:
     snapshot = result.snapshot
-    print(f"{len(snapshot.jobs)} jobs, {len(snapshot.runs)} runs in window,"
-          f" {len(result.firing)} alerts firing")
+    print(f"{count(len(snapshot.jobs), 'job')}, {count(len(snapshot.runs), 'run')} in window,"
+          f" {count(len(result.firing), 'alert')} firing")
     for event in result.events:
         print(f"  {event.state.upper():9} {event.severity.value:8} {event.job_label}:"
               f" {event.rule}")
@@ -192,7 +197,7 @@ def _print_summary(result: CycleResult) -> None:
 
 
 def _run(settings: Settings) -> int:
-    rules, store, source = _open(settings)
+    rules, store, source = _open(settings, retries=True)
     health = Health(settings.poll_interval)
     metrics = Metrics()
     heartbeat = Heartbeat(settings.heartbeat_url) if settings.heartbeat_url else None
@@ -216,7 +221,7 @@ def _run(settings: Settings) -> int:
 
 
 def _actions(settings: Settings, limit: int) -> int:
-    store = StateStore(settings.state_path)
+    store = StateStore.open_existing(settings.state_path)
     try:
         records = store.actions(limit=limit)
     finally:
@@ -229,9 +234,9 @@ def _actions(settings: Settings, limit: int) -> int:
 
 
 def _restore(settings: Settings, job: str, dry_run: bool) -> int:
+    store = StateStore.open_existing(settings.state_path)
     source = PgSource(settings.database_url, settings.connect_timeout,
-                      settings.statement_timeout)
-    store = StateStore(settings.state_path)
+                      settings.statement_timeout, retries=False)
     try:
         print(restore(store, source, job, dry_run))
     finally:
@@ -262,13 +267,14 @@ def _status(settings: Settings, as_json: bool) -> int:
 
 
 def _doctor(settings: Settings) -> int:
-    from watchdog.doctor import format_checks, run_checks
+    from watchdog.doctor import Fallbacks, format_checks, run_checks
 
     rules = load_rules(settings.rules_file)
     source = PgSource(settings.database_url, settings.connect_timeout,
-                      settings.statement_timeout)
+                      settings.statement_timeout, retries=False)
+    fallbacks = Fallbacks(settings.cron_timezone, settings.max_running_jobs)
     try:
-        checks = run_checks(rules, source)
+        checks = run_checks(rules, source, fallbacks)
     finally:
         source.close()
     print(format_checks(checks))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 
 from watchdog import messages, notify
@@ -44,7 +45,11 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser],
 
 def silence(settings: Settings, args: argparse.Namespace) -> int:
     target = _target(settings)
-    store = StateStore(settings.state_path)
+    # Only `add` may create the state file: a silence may be set before the first run.
+    if args.silence_command == "add":
+        store = StateStore(settings.state_path)
+    else:
+        store = StateStore.open_existing(settings.state_path)
     try:
         if args.silence_command == "add":
             return _silence_add(settings, store, target, args)
@@ -104,6 +109,10 @@ def _silence_add(
                                    args.reason)
     print(f"silence {silence_id} added: {_describe(args.rule, args.job)} until"
           f" {_time(now + duration)} ({args.reason})")
+    if args.rule is None and args.job is None:
+        print(f"warning: silence {silence_id} mutes every alert of every rule on {target}"
+              " until it ends; narrow it with --rule or --job, or end it with"
+              f" `cron-watchdog silence remove {silence_id}`", file=sys.stderr)
     return EXIT_OK
 
 

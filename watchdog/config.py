@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,12 +67,30 @@ class Settings(BaseSettings):
             raise ValueError(f"timeout {value!r} is below 1 second")
         return seconds
 
-    @field_validator("outage_after")
+    @field_validator("outage_after", mode="before")
     @classmethod
-    def _check_outage_after(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError(f"{value} must be a whole number of polls, at least 1")
-        return value
+    def _check_outage_after(cls, value: Any) -> int:
+        return _whole_number(value, "failed polls")
+
+    @field_validator("max_running_jobs", mode="before")
+    @classmethod
+    def _check_max_running_jobs(cls, value: Any) -> int | None:
+        if value is None:
+            return None
+        return _whole_number(value, "jobs", ", as cron.max_running_jobs")
+
+    @field_validator("cron_timezone", mode="before")
+    @classmethod
+    def _check_cron_timezone(cls, value: Any) -> str | None:
+        if value is None or not str(value).strip():
+            return None
+        name = str(value).strip()
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r}: expected an IANA zone such as"
+                             " Europe/Berlin, as cron.timezone") from None
+        return name
 
     @field_validator("http_addr")
     @classmethod
@@ -95,6 +114,15 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"log level {value!r} is not one of {', '.join(LOG_LEVELS)}")
         return level
+
+
+def _whole_number(value: Any, unit: str, suffix: str = "") -> int:
+    """Read a whole number of at least 1; the error names the value and what it counts."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise ValueError(f"invalid number {text!r}: expected a whole number of {unit},"
+                         f" at least 1{suffix}")
+    return int(text)
 
 
 def _seconds(value: Any) -> float:

@@ -11,9 +11,11 @@ from typing import Any
 
 import psycopg
 
+from watchdog.counts import count
 from watchdog.errors import SourceError
 from watchdog.notify import validate_url
-from watchdog.rules import RuleSet
+from watchdog.rules import JOB_ACTIONS, RuleSet
+from watchdog.snapshot import version_tuple
 from watchdog.source import PgSource
 
 Cursor = psycopg.Cursor[dict[str, Any]]
@@ -32,9 +34,23 @@ class Check:
     fix: str = ""
 
 
-def run_checks(rules: RuleSet, source: PgSource) -> list[Check]:
-    """Connect, run every check, and return them in the order they are printed."""
-    checks = [_channel_check(rules)]
+@dataclass(frozen=True)
+class Fallbacks:
+    """WATCHDOG_CRON_TIMEZONE and WATCHDOG_MAX_RUNNING_JOBS, used when a setting is unreadable."""
+
+    cron_timezone: str | None = None
+    max_running_jobs: int | None = None
+
+
+def run_checks(rules: RuleSet, source: PgSource,
+               fallbacks: Fallbacks | None = None) -> list[Check]:
+    """Connect, run every check, and return them in the order they are printed.
+
+    Checks that only matter for some rules (remediation privileges, pg_net)
+    are left out when no rule needs them.
+    """
+    fallbacks = fallbacks or Fallbacks()
+    checks = _channel_checks(rules)
     try:
         with source.read_transaction() as cur:
             installed = _extension_check(cur)
@@ -44,10 +60,14 @@ def run_checks(rules: RuleSet, source: PgSource) -> list[Check]:
             checks.append(_database_name_check(cur))
             checks.append(_primary_check(cur))
             checks.append(_jobs_check(cur))
-            checks.append(_settings_check(cur))
+            checks.append(_timezone_check(cur, fallbacks.cron_timezone))
+            checks.append(_max_running_jobs_check(cur, fallbacks.max_running_jobs))
             checks.append(_scheduler_check(cur))
-            checks.append(_remediation_check(cur))
-            checks.append(_pg_net_check(cur, rules))
+            if any(rule.remediate and rule.remediate.action in JOB_ACTIONS
+                   for rule in rules.rules):
+                checks.append(_remediation_check(cur))
+            if any(rule.kind == "http_failures" for rule in rules.rules):
+                checks.append(_pg_net_check(cur))
     except SourceError as exc:
         checks.append(Check(False, True, f"read pg_cron: {exc}",
                             "check WATCHDOG_DATABASE_URL and that the server is up"))
@@ -70,20 +90,24 @@ def format_checks(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
-def _one(cur: Cursor, query: str) -> dict[str, Any]:
-    cur.execute(query)
+def _one(cur: Cursor, query: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    cur.execute(query, params)
     row = cur.fetchone()
     assert row is not None
     return row
 
 
-def _channel_check(rules: RuleSet) -> Check:
+def _channel_checks(rules: RuleSet) -> list[Check]:
     urls = [url for channel in rules.channels.values() for url in channel.urls]
+    if not urls:
+        return []
     problems = [problem for problem in map(validate_url, urls) if problem]
     if problems:
-        return Check(False, True, f"{len(problems)} of {len(urls)} channel URLs do not parse",
-                     problems[0])
-    return Check(True, True, f"all {len(urls)} channel URLs parse")
+        return [Check(False, True, f"{len(problems)} of {count(len(urls), 'channel URL')}"
+                      " do not parse", problems[0])]
+    if len(urls) == 1:
+        return [Check(True, True, "the channel URL parses")]
+    return [Check(True, True, f"all {len(urls)} channel URLs parse")]
 
 
 def _extension_check(cur: Cursor) -> Check:
@@ -128,19 +152,50 @@ def _jobs_check(cur: Cursor) -> Check:
         return Check(False, True, f"role {row['role']} sees no jobs in cron.job; it sees {scope}",
                      "connect as the role that scheduled the jobs (on Supabase usually"
                      " postgres)")
-    return Check(True, True, f"role {row['role']} sees {row['jobs']} jobs: {scope}")
+    return Check(True, True, f"role {row['role']} sees {count(row['jobs'], 'job')}: {scope}")
 
 
-def _settings_check(cur: Cursor) -> Check:
-    cur.execute("SELECT name FROM pg_settings WHERE name IN"
-                " ('cron.timezone', 'cron.max_running_jobs')")
-    readable = sorted(row["name"] for row in cur.fetchall())
-    missing = sorted({"cron.timezone", "cron.max_running_jobs"} - set(readable))
-    if missing:
-        return Check(False, False, f"not readable: {', '.join(missing)} (schedules are then"
-                     " read in GMT or WATCHDOG_CRON_TIMEZONE)",
-                     "grant pg_read_all_settings to the role, or set WATCHDOG_CRON_TIMEZONE")
-    return Check(True, False, "cron.timezone and cron.max_running_jobs are readable")
+def _setting(cur: Cursor, name: str) -> dict[str, Any]:
+    # pg_settings omits a superuser-only setting the role may not read, and a
+    # setting the loaded pg_cron version does not define.
+    return _one(cur, "SELECT (SELECT setting FROM pg_settings WHERE name = %(name)s) AS value,"
+                     " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+                     " AS superuser,"
+                     " (SELECT extversion FROM pg_extension WHERE extname = 'pg_cron')"
+                     " AS version", {"name": name})
+
+
+def _timezone_check(cur: Cursor, fallback: str | None) -> Check:
+    row = _setting(cur, "cron.timezone")
+    if row["value"] is not None:
+        return Check(True, False, f"cron.timezone is {row['value']}")
+    if version_tuple(row["version"]) < (1, 5):
+        return Check(True, False, f"pg_cron {row['version']} evaluates schedules in GMT"
+                     " (cron.timezone exists from pg_cron 1.5 on)")
+    if fallback:
+        return Check(True, False, f"cron.timezone is not readable by this role; schedules are"
+                     f" read in WATCHDOG_CRON_TIMEZONE ({fallback})")
+    return Check(False, False, "cron.timezone is not readable by this role; schedules are"
+                 " read in GMT", _unreadable_fix(row["superuser"], "WATCHDOG_CRON_TIMEZONE"))
+
+
+def _max_running_jobs_check(cur: Cursor, fallback: int | None) -> Check:
+    row = _setting(cur, "cron.max_running_jobs")
+    if row["value"] is not None:
+        return Check(True, False, f"cron.max_running_jobs is {row['value']}")
+    if fallback is not None:
+        return Check(True, False, "cron.max_running_jobs is not readable by this role;"
+                     f" WATCHDOG_MAX_RUNNING_JOBS ({fallback}) is used")
+    return Check(False, False, "cron.max_running_jobs is not readable by this role;"
+                 " pg_cron's default of 32 is assumed",
+                 _unreadable_fix(row["superuser"], "WATCHDOG_MAX_RUNNING_JOBS"))
+
+
+def _unreadable_fix(superuser: bool, variable: str) -> str:
+    if superuser:
+        # A superuser reads every setting, so the one missing is not defined at all.
+        return f"check that pg_cron is in shared_preload_libraries, or set {variable}"
+    return f"grant pg_read_all_settings to the role, or set {variable}"
 
 
 def _scheduler_check(cur: Cursor) -> Check:
@@ -169,10 +224,9 @@ def _remediation_check(cur: Cursor) -> Check:
                  " visible job")
 
 
-def _pg_net_check(cur: Cursor, rules: RuleSet) -> Check:
-    needed = any(rule.kind == "http_failures" for rule in rules.rules)
+def _pg_net_check(cur: Cursor) -> Check:
     exists = _one(cur, "SELECT to_regclass('net._http_response') IS NOT NULL AS e")["e"]
     if exists:
-        return Check(True, needed, "net._http_response exists (pg_net)")
-    return Check(False, needed, "net._http_response does not exist (pg_net is not installed)",
+        return Check(True, True, "net._http_response exists (pg_net)")
+    return Check(False, True, "net._http_response does not exist (pg_net is not installed)",
                  "CREATE EXTENSION pg_net, or remove http_failures rules")

@@ -222,8 +222,17 @@ def _drift_line(change: str, facts: dict[str, Fact], locale: str) -> str:
                     else "Job активен, а должен быть отключён")
         return ("The job is inactive (active = false), expected active" if paused
                 else "The job is active, expected inactive")
-    return ("Команда job'а изменилась с тех пор, как watchdog впервые его увидел" if ru
-            else "The job's command changed since the watchdog first saw it")
+    changed = ("Команда job'а изменилась с тех пор, как watchdog впервые его увидел" if ru
+               else "The job's command changed since the watchdog first saw it")
+    was, now = facts.get("expected_command_fingerprint"), facts.get("command_fingerprint")
+    if was is None or now is None:
+        # Facts stored by a version without fingerprints.
+        return changed
+    if ru:
+        return (f"{changed}: отпечаток (SHA-256) был {was}, стал {now}; текст команды не"
+                " показан, потому что в командах часто бывают учётные данные")
+    return (f"{changed}: fingerprint {was}, now {now} (first 8 hex digits of SHA-256; the"
+            " text is left out because commands often hold credentials)")
 
 
 # --- Scheduler-wide kinds -------------------------------------------------------

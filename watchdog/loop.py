@@ -14,6 +14,7 @@ from types import FrameType
 import schedule
 
 from watchdog.alerts import firing_alerts, update_alerts
+from watchdog.counts import count
 from watchdog.evaluate import evaluate
 from watchdog.models import AlertEvent, Snapshot, Verdict
 from watchdog.outbox import DeliveryReport, deliver_due, enqueue_events
@@ -107,10 +108,11 @@ class Worker:
         delivery = deliver_due(self.store, self.target, self.rules, now, self.on_delivery)
         firing = firing_alerts(self.store, self.target)
         log.info(
-            "cycle on %s: %d rows read, %d jobs, %d runs in window, %d alerts firing,"
-            " %d changed, %d messages sent, %d waiting",
-            self.target, snapshot.rows_read, len(snapshot.jobs), len(snapshot.runs),
-            len(firing), len(events), delivery.sent, delivery.waiting,
+            "cycle on %s: %s read, %s, %s in window, %s firing, %d changed, %s sent,"
+            " %d waiting",
+            self.target, count(snapshot.rows_read, "row"), count(len(snapshot.jobs), "job"),
+            count(len(snapshot.runs), "run"), count(len(firing), "alert"), len(events),
+            count(delivery.sent, "message"), delivery.waiting,
         )
         return CycleResult(snapshot, events, firing, delivery)
 

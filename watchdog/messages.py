@@ -57,6 +57,11 @@ def format_span(seconds: float, locale: str) -> str:
     return texts.span(_span_parts(seconds))
 
 
+def format_seconds(seconds: float, locale: str) -> str:
+    """Format a run's measured duration as notifications show it: `4 ms`, `12.4 s`, `2m 5s`."""
+    return _texts_for(locale).seconds(seconds)
+
+
 def first_error_line(return_message: str | None) -> str:
     """Return the first non-blank line of a return_message, stripped and shortened.
 
@@ -354,6 +359,9 @@ class _Texts:
     def last_run(self, started: str, took: str, schedule: str) -> str:
         raise NotImplementedError
 
+    def last_run_in_flight(self, started: str, schedule: str) -> str:
+        raise NotImplementedError
+
     def firing_for(self, span: str, since: str) -> str:
         raise NotImplementedError
 
@@ -472,6 +480,9 @@ class _English(_Texts):
 
     def last_run(self, started: str, took: str, schedule: str) -> str:
         return f'Last run: started {started}, took {took}; schedule "{schedule}"'
+
+    def last_run_in_flight(self, started: str, schedule: str) -> str:
+        return f'Last run: started {started}, still running; schedule "{schedule}"'
 
     def firing_for(self, span: str, since: str) -> str:
         return f"Firing for {span}, since {since}"
@@ -727,6 +738,9 @@ class _Russian(_Texts):
     def last_run(self, started: str, took: str, schedule: str) -> str:
         return f'Последний запуск: начат {started}, длился {took}; расписание "{schedule}"'
 
+    def last_run_in_flight(self, started: str, schedule: str) -> str:
+        return f'Последний запуск: начат {started}, ещё выполняется; расписание "{schedule}"'
+
     def firing_for(self, span: str, since: str) -> str:
         return f"Активен уже {span}, с {since}"
 
@@ -886,10 +900,14 @@ def _firing_lines(event: AlertEvent, texts: _Texts, zone: tzinfo) -> list[str]:
     if event.database:
         lines.append(texts.database(event.database))
     if event.last_run_at is not None:
-        took = NO_VALUE if event.last_run_seconds is None else texts.seconds(
-            event.last_run_seconds)
         started = _format_timestamp(event.last_run_at.isoformat(), zone)
-        lines.append(texts.last_run(started, took, event.schedule or NO_VALUE))
+        schedule = event.schedule or NO_VALUE
+        # A run without a duration has no end_time yet: pg_cron still shows it running.
+        if event.last_run_seconds is None:
+            lines.append(texts.last_run_in_flight(started, schedule))
+        else:
+            took = texts.seconds(event.last_run_seconds)
+            lines.append(texts.last_run(started, took, schedule))
     # A failure alert always shows the error line, even when it is NULL, so the
     # reader knows pg_cron stored no message.
     if verdict.kind in _FAILURE_KINDS or verdict.last_error is not None:

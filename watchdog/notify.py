@@ -12,6 +12,7 @@ Raw URLs carry tokens and passwords, so they are never logged or returned;
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import re
@@ -24,6 +25,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import apprise
+from apprise.manager_plugins import NotificationManager
 from apprise.plugins.base import NotifyBase
 from apprise.plugins.telegram import NotifyTelegram
 
@@ -98,7 +100,38 @@ def validate_url(url: str) -> str | None:
     plugin, problems = _instantiate(url)
     if plugin is not None:
         return None
-    return _invalid_url_message(url, problems)
+    return _scheme_problem(url) or _invalid_url_message(url, problems)
+
+
+def _scheme_problem(url: str) -> str | None:
+    """Name a missing or unknown scheme, which Apprise reports only as an unparseable URL.
+
+    Call it only for a URL Apprise rejected: Apprise also loads native http(s)
+    webhook URLs of services such as Slack, whose scheme is not in its list.
+    """
+    examples = "json://, slack://, tgram://, mailto://"
+    scheme, separator, _ = url.strip().partition("://")
+    if not separator or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+        # Masked as if it had a scheme, so that a plain host name stays readable.
+        shown = _mask_unparsed(f"x://{url.strip()}").removeprefix("x://")
+        return (f"Apprise URL {shown} has no scheme; write it with one such as {examples}"
+                f" ({APPRISE_URL_HELP})")
+    if scheme.lower() in ("http", "https"):
+        return (f"Apprise does not recognise {_mask_unparsed(url)} as the webhook of a service"
+                " it knows (such as Slack or Discord); for a plain HTTP endpoint write"
+                f" json:// or jsons:// in place of {scheme}:// ({APPRISE_URL_HELP})")
+    if scheme.lower() not in _apprise_schemes():
+        return (f"unknown Apprise scheme {scheme!r} in {_mask_unparsed(url)}; expected an"
+                f" Apprise scheme such as {examples} ({APPRISE_URL_HELP})")
+    return None
+
+
+@functools.cache
+def _apprise_schemes() -> frozenset[str]:
+    # NotificationManager is a singleton that loads Apprise's plugins once. It
+    # has no type annotations in Apprise 2.3.0.
+    manager = NotificationManager()  # type: ignore[no-untyped-call]
+    return frozenset(scheme.lower() for scheme in manager.schemas())  # type: ignore[no-untyped-call]
 
 
 def load_config_urls(path: Path) -> tuple[list[str], list[str]]:

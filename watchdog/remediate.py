@@ -436,8 +436,10 @@ def format_action(record: ActionRecord) -> str:
     """Format one stored action as a line of `cron-watchdog actions`."""
     at = record.at.isoformat(timespec="seconds")
     rule = record.rule if record.rule is not None else "(cli)"
+    # A revert is stored as "resume" whatever it put back, such as a schedule.
+    action = f"undo of #{record.reverts}" if record.reverts is not None else record.action
     line = (f"{at}  #{record.id} {record.target} {_subject(record)}"
-            f"  {record.action} [{record.mode}] {record.outcome}  rule {rule!r}:"
+            f"  {action} [{record.mode}] {record.outcome}  rule {rule!r}:"
             f" {record.statement}")
     if record.error:
         line += f"  error: {record.error}"

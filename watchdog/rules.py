@@ -212,6 +212,8 @@ class _Problems:
     def __init__(self, source: str) -> None:
         self.source = source
         self.items: list[str] = []
+        # Channels whose own table was invalid: a reference to one is not reported again.
+        self.invalid_channels: set[str] = set()
 
     def add(self, where: str, message: str) -> None:
         self.items.append(f"{self.source}: {where}: {message}")
@@ -331,6 +333,8 @@ def _parse_channels(
         channel = _parse_channel(name, table, locale, environ, problems)
         if channel is not None:
             channels[name] = channel
+        else:
+            problems.invalid_channels.add(name)
     return channels
 
 
@@ -464,11 +468,13 @@ def _lifecycle_options(
 def _channel_names(
     raw: Any, channels: Mapping[str, Channel], where: str, problems: _Problems
 ) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raw = [raw]
     if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
         problems.add(where, "must be a list of channel names")
         return ()
     for name in raw:
-        if name not in channels:
+        if name not in channels and name not in problems.invalid_channels:
             known = ", ".join(sorted(channels)) or "none defined"
             problems.add(where, f"unknown channel {name!r}; channels: {known}")
     # A channel listed twice would get every message twice.
@@ -529,7 +535,7 @@ def _parse_rule(
     values: dict[str, Any] = {
         "name": str(table.get("name", "")),
         "kind": kind,
-        "jobs": _globs(table.get("jobs", ["*"]), where("jobs"), problems),
+        "jobs": _job_globs(table.get("jobs", ["*"]), where("jobs"), problems),
         "exclude": _globs(table.get("exclude", []), where("exclude"), problems),
         "severity": _severity(table.get("severity", defaults.severity.value), where("severity"),
                               problems),
@@ -673,9 +679,20 @@ def _globs(raw: Any, where: str, problems: _Problems) -> tuple[str, ...]:
     return tuple(raw)
 
 
+def _job_globs(raw: Any, where: str, problems: _Problems) -> tuple[str, ...]:
+    # An empty `jobs` would turn the rule off without a word, like a typo in a glob.
+    if raw == []:
+        problems.add(where, 'an empty list selects no job, so the rule would never fire; to'
+                     ' watch every job omit jobs or write ["*"]')
+        return ("*",)
+    return _globs(raw, where, problems)
+
+
 def _positive_duration(raw: Any) -> timedelta:
     if not isinstance(raw, str):
         raise ValueError(f"{raw!r} is not a duration: expected {DURATION_FORM}")
+    if raw.strip() == "0":
+        raise ValueError(f"{raw!r} must be longer than zero")
     value = parse_duration(raw)
     if value <= timedelta(0):
         raise ValueError(f"{raw!r} must be longer than zero")

@@ -92,16 +92,21 @@ def firing_self_alerts(store: StateStore, target: str) -> list[SelfAlert]:
 
 
 def fire(
-    store: StateStore, target: str, rules: RuleSet, name: str, detail: str, now: datetime
+    store: StateStore, target: str, rules: RuleSet, name: str, detail: str, now: datetime,
+    since: datetime | None = None,
 ) -> bool:
-    """Start a self alert and queue its message; return False when it was already firing."""
+    """Start a self alert and queue its message; return False when it was already firing.
+
+    `since` is when the problem began, such as the first failed poll; it defaults to now.
+    """
     if store.meta_value(_key(target, name)) is not None:
         return False
+    began = since or now
     with store.transaction():
         store.set_meta_value(
-            _key(target, name), json.dumps({"since": now.isoformat(), "detail": detail})
+            _key(target, name), json.dumps({"since": began.isoformat(), "detail": detail})
         )
-        _enqueue(store, target, rules, name, firing=True, detail=detail, since=now, now=now)
+        _enqueue(store, target, rules, name, firing=True, detail=detail, since=began, now=now)
     log.warning("watchdog alert %s is firing on %s: %s", name, target, detail)
     return True
 
@@ -136,22 +141,25 @@ def _enqueue(
     for channel_name in rules.default_notify:
         channel = rules.channels[channel_name]
         title, body = render(name, channel.locale, firing=firing, target=target, detail=detail,
-                             since=since, now=now)
+                             since=since, now=now, timezone=rules.display_timezone)
         for url in channel.urls:
             store.enqueue(target, channel.name, url_key(url), notify_type, title, body, now)
 
 
 def render(
     name: str, locale: str, *, firing: bool, target: str, detail: str, since: datetime,
-    now: datetime,
+    now: datetime, timezone: str = "UTC",
 ) -> tuple[str, str]:
-    """Return the title and body of a self alert message in the locale."""
+    """Return the title and body of a self alert message in the locale.
+
+    Times are shown in `timezone`, the rules file's display_timezone, as job alerts show them.
+    """
     texts = _TEXTS.get(locale, _TEXTS["en"])[name]
     title, body = (texts[0], texts[1]) if firing else (texts[2], texts[3])
     values = {
         "target": target,
         "detail": detail,
-        "since": messages.format_time(since),
+        "since": messages.format_time(since, timezone),
         "span": messages.format_span((now - since).total_seconds(), locale),
     }
     return title.format(**values), body.format(**values)

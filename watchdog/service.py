@@ -50,6 +50,8 @@ class Service:
         self.heartbeat = heartbeat
         self.reload_requested = threading.Event()
         self.failed_polls = 0
+        # When the first of the current run of failed polls happened; None while reads work.
+        self.failing_since: datetime | None = None
         self._rules_digest = _digest(rules_path)
         # The rules were valid at start, so an invalid-rules alert left by an earlier process
         # resolves on the first tick.
@@ -109,6 +111,8 @@ class Service:
             self._deliver(now)
             return
         self.failed_polls += 1
+        if self.failing_since is None:
+            self.failing_since = now
         self.metrics.database_errors.inc()
         self.health.last_error = str(exc)
         if self.worker.unread_since is None:
@@ -122,7 +126,7 @@ class Service:
                 log.error("cannot read pg_cron for %d polls in a row: %s",
                           self.failed_polls, exc)
             selfalerts.fire(self.store, self.worker.target, self.worker.rules,
-                            selfalerts.DATABASE_UNREADABLE, str(exc), now)
+                            selfalerts.DATABASE_UNREADABLE, str(exc), now, self.failing_since)
         # Channels may work while the database does not: send what is queued.
         self._deliver(now)
 
@@ -131,6 +135,7 @@ class Service:
             log.info("pg_cron on %s readable again after %d failed polls",
                      self.worker.target, self.failed_polls)
         self.failed_polls = 0
+        self.failing_since = None
         self._resolve(selfalerts.DATABASE_UNREADABLE, result.snapshot.taken_at)
         self.health.cycle_succeeded()
         self.metrics.last_success.set(time.time())
@@ -153,8 +158,13 @@ class Service:
             self._deliver(now)
 
     def _deliver(self, now: datetime) -> None:
-        deliver_due(self.store, self.worker.target, self.worker.rules, now,
-                    self.metrics.count_delivery)
+        # The cycle's own log line counts only what the cycle sent, so this
+        # delivery of self alerts and retries gets a line of its own.
+        report = deliver_due(self.store, self.worker.target, self.worker.rules, now,
+                             self.metrics.count_delivery)
+        if report.sent or report.failed:
+            log.info("messages delivered outside the poll cycle: %d sent, %d failed, %d waiting",
+                     report.sent, report.failed, report.waiting)
 
     def _update_alert_metrics(self) -> None:
         severities = {rule.name: rule.severity.value for rule in self.worker.rules.rules}

@@ -178,7 +178,7 @@ def resolve_timezone(context: Context, fallback: str | None) -> str:
     global _warned_timezone
     if context.cron_timezone:
         return context.cron_timezone
-    if _version_tuple(context.pg_cron_version) < (1, 5):
+    if version_tuple(context.pg_cron_version) < (1, 5):
         return "GMT"
     if not _warned_timezone:
         _warned_timezone = True
@@ -190,7 +190,7 @@ def resolve_timezone(context: Context, fallback: str | None) -> str:
     return fallback or "GMT"
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
+def version_tuple(version: str) -> tuple[int, ...]:
     parts = []
     for piece in version.replace("-", ".").split("."):
         if not piece.isdigit():

@@ -91,7 +91,10 @@ class PgSource:
         dsn: str,
         connect_timeout: float = CONNECT_TIMEOUT_S,
         statement_timeout: float = STATEMENT_TIMEOUT_S,
+        *,
+        retries: bool = True,
     ) -> None:
+        """With retries=False (one-shot commands), a failed connect is raised and not logged."""
         if not dsn:
             raise SourceError(
                 "no database URL: set WATCHDOG_DATABASE_URL or --database-url, for example"
@@ -106,6 +109,7 @@ class PgSource:
         self.failed_attempts = 0
         self._next_attempt = 0.0
         self._last_error = ""
+        self.retries = retries
 
     def close(self) -> None:
         if self._conn is not None:
@@ -152,6 +156,8 @@ class PgSource:
                     RECONNECT_MAX_DELAY_S)
         delay *= random.uniform(0.5, 1.0)
         self._next_attempt = time.monotonic() + delay
+        if not self.retries:
+            return
         log.warning(
             "cannot connect to %s (attempt %d): %s; next attempt in %.1fs at the earliest",
             mask_dsn(self.dsn), self.failed_attempts, error, delay,

@@ -210,6 +210,18 @@ class StateStore:
                  " with empty state: alerts that are firing now will then be announced again"]
             ) from exc
 
+    @classmethod
+    def open_existing(cls, path: Path) -> StateStore:
+        """Open a state file that must exist already, for commands that only read it.
+
+        A mistyped WATCHDOG_STATE_PATH would otherwise create an empty store and
+        report that nothing is stored.
+        """
+        if str(path) != ":memory:" and not path.is_file():
+            raise ConfigError([f"state file {path} does not exist; set WATCHDOG_STATE_PATH or"
+                               " --state-path to the file that `cron-watchdog run` writes"])
+        return cls(path)
+
     def backup_job(self, job: Job) -> Path | None:
         """Append a job's full definition to `<state file>.unscheduled.jsonl` and flush it.
 

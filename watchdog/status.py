@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from watchdog.alerts import firing_alerts
+from watchdog.messages import format_seconds
 from watchdog.models import Snapshot
 from watchdog.rules import RuleSet
 from watchdog.snapshot import take_snapshot
@@ -72,6 +73,12 @@ def build_rows(snapshot: Snapshot, firing: list[AlertRecord]) -> list[JobStatus]
     return rows
 
 
+def _duration_cell(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return format_seconds(seconds, "en")
+
+
 def format_table(rows: list[JobStatus]) -> str:
     """Lay the rows out as a plain-text table with a header line."""
     cells = [list(_HEADERS)]
@@ -82,7 +89,7 @@ def format_table(rows: list[JobStatus]) -> str:
             "yes" if row.active else "no",
             row.last_run or "-",
             row.last_status or "-",
-            f"{row.last_duration_seconds:.1f}s" if row.last_duration_seconds is not None else "-",
+            _duration_cell(row.last_duration_seconds),
             f"{row.failure_ratio_1h:.0%}" if row.failure_ratio_1h is not None else "-",
             ", ".join(row.alerts_firing) or "-",
         ])

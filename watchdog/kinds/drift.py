@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from watchdog.kinds.common import job_verdict
@@ -38,6 +39,8 @@ def job_drift(rule: Rule, snapshot: Snapshot, now: datetime) -> list[Verdict]:
                 "expected_schedule": expected_schedule,
                 "active": _flag(current.active) if current else None,
                 "expected_active": _flag(expected_active),
+                "command_fingerprint": command_fingerprint(current.command) if current else None,
+                "expected_command_fingerprint": command_fingerprint(known.command),
             },
         ))
     return verdicts
@@ -58,6 +61,15 @@ def _changes(
     if current.command != known.command:
         changes.append("command")
     return [change for change in changes if (current.jobid, change) not in own]
+
+
+def command_fingerprint(command: str) -> str:
+    """Return the first 8 hex digits of the command's SHA-256.
+
+    Messages show this in place of the command, which often carries credentials
+    such as the bearer token of a pg_net request.
+    """
+    return hashlib.sha256(command.encode()).hexdigest()[:8]
 
 
 def _flag(value: bool) -> str:

@@ -62,7 +62,7 @@ def consecutive_failures(
             "window_seconds": rule.window.total_seconds(),
         },
         last_error=streak[0].return_message if streak else None,
-        evidence=sorted(run.runid for run in streak),
+        evidence=sorted((run.runid for run in streak), reverse=True),
     )
 
 
@@ -99,7 +99,7 @@ def stuck_run(
             "waiting": 1 if longest is not None and longest.status in WAITING_STATUSES else 0,
         },
         last_error=longest.return_message if longest else None,
-        evidence=[run.runid for run in stuck],
+        evidence=sorted((run.runid for run in stuck), reverse=True),
     )
 
 
@@ -131,7 +131,7 @@ def error_match(
             "window_seconds": rule.window.total_seconds(),
         },
         last_error=newest.return_message if newest else None,
-        evidence=sorted(run.runid for run in matched),
+        evidence=sorted((run.runid for run in matched), reverse=True),
     )
 
 

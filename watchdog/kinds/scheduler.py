@@ -134,7 +134,7 @@ def concurrency_saturated(rule: Rule, snapshot: Snapshot, now: datetime) -> list
             "saturated_seconds": lasted,
             "for_seconds": rule.saturated_for.total_seconds(),
         },
-        evidence=[run.runid for run in running],
+        evidence=sorted((run.runid for run in running), reverse=True),
         infrastructure=True,
     )]
 
@@ -264,7 +264,7 @@ def infrastructure_outcomes(rule: Rule, snapshot: Snapshot, now: datetime) -> li
             "window_seconds": rule.window.total_seconds(),
             "groups": _group_by_minute(hits) or None,
         },
-        evidence=sorted(runid for *_, runid in hits),
+        evidence=sorted((runid for *_, runid in hits), reverse=True),
         infrastructure=True,
     )]
 
