@@ -247,3 +247,21 @@ def test_bad_schedule_skips_only_that_job() -> None:
     jobs = [job(1, "bad", schedule="61 * * * *"), job(2, "good", schedule="* * * * *")]
     verdicts = judge(missing_rule(), [], jobs=jobs)
     assert [v.jobid for v in verdicts] == [2]
+
+
+def test_slot_count_arithmetic_matches_iteration() -> None:
+    import random
+
+    from watchdog.schedules import CronSchedule, cron_zone, parse_schedule
+
+    rng = random.Random(7)
+    utc = cron_zone("UTC")
+    for text in ["* * * * *", "*/5 * * * *", "*/15 * * * *", "7 * * * *", "30 */6 * * *",
+                 "45 3 * * *", "0 0 * * *"]:
+        schedule = parse_schedule(text)
+        assert isinstance(schedule, CronSchedule)
+        for _ in range(20):
+            after = NOW - timedelta(seconds=rng.randrange(0, 3 * 86400))
+            until = after + timedelta(seconds=rng.randrange(0, 2 * 86400))
+            iterated = sum(1 for _ in schedule.slots_between(after, until, utc))
+            assert schedule.count_slots(after, until, utc) == iterated, (text, after, until)

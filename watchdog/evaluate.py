@@ -192,7 +192,7 @@ def missing_run(
                 # Never seen a run, and the slot predates the watchdog knowing the job.
                 firing = False
             if firing and since is not None:
-                missed = sum(1 for _ in schedule.slots_between(since, deadline, zone))
+                missed = schedule.count_slots(since, deadline, zone)
 
     return _verdict(
         rule,
