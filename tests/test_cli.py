@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,6 +93,9 @@ def test_once_exit_codes_follow_alerts(pg: Conn, pg_cluster: PgCronCluster, rule
     assert firing.returncode == 1, firing.stderr
     assert "FIRING" in firing.stdout
     assert "nightly-report: job failing" in firing.stdout
+    # Times read as in notifications, not as ISO 8601.
+    assert re.search(r"firing since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: nightly-report",
+                     firing.stdout)
     assert http_receiver.wait_for(1)[0].json["type"] == "warning"
 
 

@@ -161,11 +161,11 @@ def _fire(cycle: _Cycle, rule: Rule, verdict: Verdict, old_state: str) -> AlertE
     _save(cycle, record)
     cycle.transition(rule.name, verdict.jobid, old_state, FIRING, verdict.value)
     if muted:
-        log.info("alert %r on job %s is firing, muted by %s: value %s", rule.name,
-                 verdict.job_label, muted, verdict.value)
+        log.info("alert %r on job %s is firing, muted by %s: value %.4g", rule.name,
+                 verdict.job_label, muted, _loggable(verdict.value))
         return None
-    log.info("alert %r on job %s is firing: value %s", rule.name, verdict.job_label,
-             verdict.value)
+    log.info("alert %r on job %s is firing: value %.4g", rule.name, verdict.job_label,
+             _loggable(verdict.value))
     return _event(cycle, rule, verdict, FIRING, cycle.now)
 
 
@@ -278,3 +278,8 @@ def firing_alerts(store: StateStore, target: str) -> list[AlertRecord]:
     """Return the alerts stored as firing, oldest first."""
     records = [record for record in store.alerts(target).values() if record.state == FIRING]
     return sorted(records, key=lambda record: record.since)
+
+
+def _loggable(value: float | None) -> float:
+    """Return the value for a `%.4g` log field; NaN stands for a verdict without one."""
+    return float("nan") if value is None else value

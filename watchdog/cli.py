@@ -23,6 +23,7 @@ from watchdog.errors import ConfigError, WatchdogError
 from watchdog.health import Health, HealthServer, Heartbeat, Metrics
 from watchdog.logs import configure_logging
 from watchdog.loop import CycleResult, StopFlag, Worker, run_forever
+from watchdog.messages import format_time
 from watchdog.remediate import format_action
 from watchdog.restore import restore
 from watchdog.rules import RuleSet, load_rules
@@ -189,7 +190,7 @@ def _print_summary(result: CycleResult) -> None:
               f" {event.rule}")
     for record in result.firing:
         label = record.verdict.get("job_label", f"job {record.jobid}")
-        print(f"  firing since {record.since.isoformat(timespec='seconds')}: {label}:"
+        print(f"  firing since {format_time(record.since)}: {label}:"
               f" {record.rule}")
     delivery = result.delivery
     print(f"notifications: {delivery.sent} sent, {delivery.failed} failed,"
