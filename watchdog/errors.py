@@ -27,9 +27,6 @@ class VisibilityError(SourceError):
     """The connected role sees no pg_cron jobs, usually because of row-level security."""
 
 
-class NotifyError(WatchdogError):
-    """A notification could not be delivered to a channel URL."""
-
 
 class RemediationError(WatchdogError):
     """A job could not be changed or restored; the message names the job and the cause."""

@@ -34,9 +34,7 @@ def evaluate(rules: RuleSet, snapshot: Snapshot, now: datetime) -> list[Verdict]
     A rule that cannot judge a job (an unparsable schedule, say) yields no
     verdict for it and logs why; the other jobs are still evaluated.
     """
-    runs_by_job: dict[int, list[Run]] = {}
-    for run in snapshot.runs:
-        runs_by_job.setdefault(run.jobid, []).append(run)
+    runs_by_job = snapshot.runs_by_job
 
     verdicts: list[Verdict] = []
     for rule in rules.rules:

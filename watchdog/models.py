@@ -5,6 +5,7 @@ All datetimes are timezone-aware UTC.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -200,8 +201,16 @@ class Snapshot:
     # does not report them. Fields: "schedule", "command", "active", "exists".
     own_changes: frozenset[tuple[int, str]] = frozenset()
 
+    @functools.cached_property
+    def runs_by_job(self) -> dict[int, list[Run]]:
+        """Group the runs by jobid once per snapshot, each list in runid order."""
+        grouped: dict[int, list[Run]] = {}
+        for run in self.runs:
+            grouped.setdefault(run.jobid, []).append(run)
+        return grouped
+
     def runs_of(self, jobid: int) -> list[Run]:
-        return [run for run in self.runs if run.jobid == jobid]
+        return self.runs_by_job.get(jobid, [])
 
     def canceled_by_watchdog(self, run: Run) -> bool:
         """Tell whether the run failed only because the watchdog paused or unscheduled its job.

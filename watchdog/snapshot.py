@@ -12,7 +12,7 @@ import psycopg
 from watchdog.cluster import ClusterFacts, read_cluster, read_http_responses
 from watchdog.models import HttpResponses, Run, Snapshot
 from watchdog.rules import SCHEDULER_KINDS, RuleSet
-from watchdog.source import Context, PgSource
+from watchdog.source import Context, PgSource, first_runid_since
 from watchdog.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def take_snapshot(
             cursor = None
         if cursor is None:
             cursor = (
-                source.find_first_runid(cur, horizon, bounds[0], bounds[1]) - 1
+                first_runid_since(cur, horizon, bounds[0], bounds[1]) - 1
                 if bounds is not None
                 else 0
             )

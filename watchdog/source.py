@@ -276,12 +276,6 @@ class PgSource:
             return None
         return int(low["runid"]), int(high["runid"])
 
-    def find_first_runid(
-        self, cur: psycopg.Cursor[dict[str, Any]], since: datetime, low: int, high: int
-    ) -> int:
-        """Return the lowest runid whose run started at or after `since`."""
-        return first_runid_since(cur, since, low, high)
-
     def read_new_runs(
         self, cur: psycopg.Cursor[dict[str, Any]], after_runid: int, seen_at: datetime
     ) -> Iterator[list[Run]]:

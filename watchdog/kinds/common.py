@@ -25,12 +25,6 @@ def infrastructure_failures(runs: Iterable[Run]) -> list[Run]:
     return [run for run in runs if run.infrastructure_failure]
 
 
-def last_message(runs: Iterable[Run]) -> str | None:
-    """Return the return_message of the newest run among the given ones."""
-    newest = max(runs, key=lambda run: run.runid, default=None)
-    return newest.return_message if newest is not None else None
-
-
 def abandoned_at(run: Run, newer_start: datetime | None, snapshot: Snapshot) -> datetime | None:
     """Return when an in-flight run became abandoned, or None while it may still finish.
 

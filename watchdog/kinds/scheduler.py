@@ -74,11 +74,8 @@ def scheduler_down(rule: Rule, snapshot: Snapshot, now: datetime) -> list[Verdic
 
 def open_runs(snapshot: Snapshot) -> list[Run]:
     """Return runs in flight now, leaving out abandoned ones that pg_cron will never end."""
-    by_job: dict[int, list[Run]] = {}
-    for run in snapshot.runs:
-        by_job.setdefault(run.jobid, []).append(run)
     result: list[Run] = []
-    for runs in by_job.values():
+    for runs in snapshot.runs_by_job.values():
         abandoned = abandoned_runs(runs, snapshot)
         result.extend(run for run in runs if run.in_flight and run.runid not in abandoned)
     return sorted(result, key=lambda run: run.runid)
@@ -234,10 +231,7 @@ def infrastructure_outcomes(rule: Rule, snapshot: Snapshot, now: datetime) -> li
     """
     start = now - rule.window
     hits: list[tuple[datetime, str, str, int]] = []
-    by_job: dict[int, list[Run]] = {}
-    for run in snapshot.runs:
-        by_job.setdefault(run.jobid, []).append(run)
-    for jobid, runs in by_job.items():
+    for jobid, runs in snapshot.runs_by_job.items():
         job = snapshot.jobs.get(jobid) or snapshot.known_jobs.get(jobid)
         if job is not None and not rule.selects(job):
             continue
