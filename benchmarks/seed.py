@@ -62,7 +62,7 @@ class SeededJob:
 
 @dataclass(frozen=True)
 class Seeded:
-    """What the seeder wrote: the jobs, the runid range and the database time it ended at."""
+    """Seeded data: the jobs, the runid range and the database time seeding ended at."""
 
     jobs: list[SeededJob]
     first_runid: int

@@ -254,7 +254,7 @@ class _RecordingRequestHandler(BaseHTTPRequestHandler):
 
 
 class HttpReceiver:
-    """HTTP server that records every request and answers with a configurable status.
+    """HTTP server that records every request and responds with a configurable status.
 
     Set `status` (for example to 500) to make the channel under test fail, and `response_body`
     to change what the server sends back. Both apply to the requests that arrive after the

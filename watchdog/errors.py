@@ -24,7 +24,7 @@ class ReconnectPending(SourceError):
 
 
 class VisibilityError(SourceError):
-    """The connected role sees no pg_cron jobs, usually because of row-level security."""
+    """No pg_cron job is visible to the connected role, usually because of row-level security."""
 
 
 

@@ -148,7 +148,7 @@ def slow_average(
 def missing_run(
     rule: Rule, job: Job, runs: list[Run], snapshot: Snapshot, now: datetime
 ) -> Verdict | None:
-    """Fire when the job's own schedule says a run should have started and none did.
+    """Fire when the job's own schedule had a run due and none started.
 
     The expected slot T is the latest one with T + grace in the past. The
     alert fires when no run started at or after T. A job with no known run is

@@ -183,7 +183,7 @@ def run_forever(cycle: Callable[[], object], interval: float, stop: StopFlag) ->
     """Run `cycle` now and then every `interval` seconds until the stop flag is set."""
     scheduler = schedule.Scheduler()
     poll = guarded(cycle, "poll cycle")
-    # schedule's type hints say int, but it accepts fractional seconds.
+    # schedule's type hints declare int, but it accepts fractional seconds.
     scheduler.every(interval).seconds.do(poll)  # type: ignore[arg-type]
     started = datetime.now().astimezone().isoformat(timespec="seconds")
     log.info("watchdog started at %s, polling every %gs", started, interval)

@@ -941,7 +941,7 @@ def _resolved_lines(event: AlertEvent, texts: _Texts, zone: tzinfo) -> list[str]
     if isinstance(missed, int | float) and missed > 0:
         lines.append(texts.missed_total(int(missed)))
     if verdict.kind == "missing_run":
-        # A miss suppressed by scheduler_down resolves here; say why it went quiet.
+        # A miss suppressed by scheduler_down resolves here, so the message explains why.
         from watchdog.kind_messages import missing_run_notes
 
         lines.extend(missing_run_notes(verdict.facts, texts.locale))

@@ -169,7 +169,7 @@ class HttpResponses:
 class Snapshot:
     """What one poll cycle read: jobs, the runs in the longest window, and context.
 
-    `runs` holds every known run that started at or after `horizon`, ordered
+    `runs` contains every known run that started at or after `horizon`, ordered
     by runid. `last_start` has each job's newest known start time, which may be
     older than the horizon. `first_seen` has when the watchdog first saw each
     job.
@@ -235,7 +235,7 @@ Fact = int | float | str | None
 class Verdict:
     """The outcome of one rule on one job at one time.
 
-    `facts` holds the numbers behind the verdict, keyed by name, for the
+    `facts` contains the numbers behind the verdict, keyed by name, for the
     message templates of the rule kind (for example `failed`, `finished`,
     `ratio`, `threshold`, `window_seconds` for failure_ratio). Durations are
     seconds and times are ISO 8601 strings, so facts can be stored as JSON.
@@ -294,7 +294,7 @@ class ActionResult:
 
     `outcome` is one of remediate.OUTCOMES. `statement` is the exact SQL call
     with its arguments, or for a purge the rows it deleted; `undo` the command
-    that reverses it. `detail` holds the error of a failed action. `current`
+    that reverses it. `detail` is the error of a failed action. `current`
     is the job's (schedule, active) when it no longer matched what the
     decision was made on.
     """

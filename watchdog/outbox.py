@@ -108,7 +108,7 @@ def deliver_due(
         url = _find_url(channel, entry.url_key)
         if channel is None or url is None:
             # The rules file changed since the message was stored: deliver it to
-            # what the channel holds now rather than dropping it.
+            # the URLs the channel lists now rather than dropping it.
             if channel is not None and channel.urls:
                 with store.transaction():
                     for new_url in channel.urls:

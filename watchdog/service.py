@@ -116,7 +116,7 @@ class Service:
         self.metrics.database_errors.inc()
         self.health.last_error = str(exc)
         if self.worker.unread_since is None:
-            # NOTE: kept in memory only, so a restart during an outage forgets when it began.
+            # NOTE: kept in memory only, so a restart during an outage loses when it began.
             self.worker.unread_since = self.worker.last_read_at or now
         if self.failed_polls < self.outage_after:
             log.warning("poll failed (%d of %d before the outage alert): %s",

@@ -1,7 +1,7 @@
 """Muting: silences from the CLI and maintenance windows from the rules file.
 
 A muted alert is still evaluated and still changes state; only its messages
-are held back. The lifecycle asks `Muting.reason` before it stores a message.
+are held back. The lifecycle calls `Muting.reason` before it stores a message.
 """
 
 from __future__ import annotations
