@@ -30,10 +30,15 @@ _names = itertools.count()
 
 @dataclass(frozen=True)
 class SentQuery:
-    """One statement a poll sent, with its parameters."""
+    """One statement a poll sent, with its parameters.
+
+    `settings` are the `SET LOCAL` statements sent just before it, which the
+    plan check applies too.
+    """
 
     text: str
     params: tuple[Any, ...] | None
+    settings: tuple[str, ...] = ()
 
     @property
     def reads_run_details(self) -> bool:
@@ -83,9 +88,14 @@ class RecordingSource(PgSource):
 def distinct_run_queries(sent: list[SentQuery]) -> list[SentQuery]:
     """Return the first instance of each statement text that reads cron.job_run_details."""
     seen: dict[str, SentQuery] = {}
+    settings: list[str] = []
     for query in sent:
+        if query.text.startswith("SET LOCAL"):
+            settings.append(query.text)
+            continue
         if query.reads_run_details and query.text not in seen:
-            seen[query.text] = query
+            seen[query.text] = SentQuery(query.text, query.params, tuple(settings))
+        settings = []
     return list(seen.values())
 
 
@@ -107,6 +117,8 @@ def check_generic_plan(conn: psycopg.Connection[Any], query: SentQuery) -> PlanC
 
     with conn.transaction():
         conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        for setting in query.settings:
+            conn.execute(setting)
         conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(server_text))
         try:
             execute = sql.SQL("EXECUTE {}{}").format(sql.Identifier(name), arguments)

@@ -118,6 +118,25 @@ def _timed_take_snapshot(*args: Any, **kwargs: Any) -> Any:
         _snapshot_seconds.append(time.perf_counter() - started)
 
 
+def _restart(dsn: str, state: Path, rules_file: Path) -> dict[str, float]:
+    """Time the first cycle of a new worker on the state file the previous one saved.
+
+    30 s of new runs are added first, as if the worker had been down that long.
+    """
+    with psycopg.connect(dsn, autocommit=True) as writer:
+        add_fresh_runs(writer)
+    started = time.perf_counter()
+    rules = load_rules(rules_file)
+    store = StateStore(state)
+    source = TimedSource(dsn)
+    Worker(rules, store, source).cycle()
+    wall = time.perf_counter() - started
+    database = source.database_seconds
+    source.close()
+    store.close()
+    return {"wall_s": wall, "db_s": database}
+
+
 def main(dsn: str, state: Path, rules_file: Path, cycles: int) -> dict[str, Any]:
     # Replace the name the worker calls, so each snapshot is timed on its own.
     setattr(loop, "take_snapshot", _timed_take_snapshot)  # noqa: B010
@@ -149,9 +168,11 @@ def main(dsn: str, state: Path, rules_file: Path, cycles: int) -> dict[str, Any]
 
     source.close()
     store.close()
+    restart = _restart(dsn, state, rules_file)
     steady: list[SentQuery] = source.sent[-queries[-1]:] if queries else []
     return {
         "startup": startup,
+        "restart": restart,
         "cycle_wall_s": statistics.median(walls),
         "cycle_db_s": statistics.median(dbs),
         "evaluate_cpu_s": statistics.median(evals),
@@ -161,7 +182,7 @@ def main(dsn: str, state: Path, rules_file: Path, cycles: int) -> dict[str, Any]
             text: seconds * 1000 for text, seconds in source.by_statement.items()
         },
         "queries_per_cycle": queries[-1] if queries else 0,
-        "runs_in_snapshot": len(result.snapshot.runs) if cycles else 0,
+        "runs_in_snapshot": len(result.snapshot.history) if cycles else 0,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "sent": [[query.text, list(query.params or ())] for query in source.sent],
         "steady_sent": [[query.text, list(query.params or ())] for query in steady],

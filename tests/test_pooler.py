@@ -110,7 +110,7 @@ def test_cycles_through_transaction_pooler(pg: Conn, pgbouncer: str, tmp_path: P
         for worker in (first, second):
             worker.source.close()
             worker.store.close()
-    assert len(result.snapshot.runs) == 10
+    assert len(result.snapshot.history) == 10
     assert [record.rule for record in result.firing] == ["job failing"]
 
 

@@ -30,7 +30,8 @@ def test_defaults_of_each_kind() -> None:
     assert regression.baseline == timedelta(days=7)
     assert regression.factor == 2.0
     assert regression.min_runs == 3
-    assert regression.lookback == timedelta(days=7, hours=1)
+    assert regression.lookback == timedelta(hours=1)
+    assert regression.baseline_lookback == timedelta(days=7, hours=1)
     assert rule_of('kind = "slow_average"\nmax_duration = "1m"').statistic == "mean"
     assert rule_of('kind = "infrastructure_failures"').window == timedelta(minutes=15)
     assert rule_of('kind = "http_failures"').min_count == 1

@@ -13,6 +13,7 @@ from dbhelpers import add_run, db_now, schedule_job
 from pgcluster import PgCronCluster
 
 from watchdog.errors import SourceError, VisibilityError
+from watchdog.history import from_micros
 from watchdog.snapshot import take_snapshot
 from watchdog.source import PgSource
 from watchdog.state import StateStore
@@ -44,7 +45,7 @@ def test_reads_jobs_and_runs_with_nulls(pg: Conn, pg_cluster: PgCronCluster,
     snapshot = snap(pg_cluster, store)
 
     assert snapshot.jobs[jobid].jobname == "sync-orders"
-    runs = {run.runid: run for run in snapshot.runs}
+    runs = snapshot.history.job(jobid).others
     assert runs[done].return_message is None
     assert runs[running].end_time is None
     assert runs[running].in_flight
@@ -65,11 +66,11 @@ def test_second_poll_reads_new_rows_and_finished_in_flight(
     newer = add_run(pg, jobid, "succeeded", now)
     snapshot = snap(pg_cluster, store)
 
-    runs = {run.runid: run for run in snapshot.runs}
-    assert runs[running].status == "failed"
-    assert runs[running].return_message == "ERROR:  boom"
-    assert newer in runs
-    assert store.cursor(snapshot_target(pg_cluster)) == newer
+    job = snapshot.history.job(jobid)
+    assert job.others[running].status == "failed"
+    assert job.others[running].return_message == "ERROR:  boom"
+    assert list(job.runids) == [newer]
+    assert store.history(snapshot_target(pg_cluster)).cursor == newer
 
 
 def snapshot_target(cluster: PgCronCluster) -> str:
@@ -80,7 +81,8 @@ def test_first_poll_starts_at_window_by_runid(pg: Conn, pg_cluster: PgCronCluste
                                               store: StateStore) -> None:
     jobid = schedule_job(pg, "sync-orders")
     now = db_now(pg)
-    # Three days of history every 10 minutes; the first poll needs only one day.
+    # Three days of history every 10 minutes. The first poll reads the 1 h window (plus
+    # the trim margin) run by run and the rest of one day as hourly sums.
     pg.execute(
         "INSERT INTO cron.job_run_details (jobid, status, return_message, start_time, end_time)"
         " SELECT %s, 'succeeded', '1 row', t, t + interval '1 second'"
@@ -88,10 +90,15 @@ def test_first_poll_starts_at_window_by_runid(pg: Conn, pg_cluster: PgCronCluste
         (jobid, now, now),
     )
     snapshot = snap(pg_cluster, store)
-    oldest = min(run.started for run in snapshot.runs)
-    assert oldest >= now - timedelta(days=1)
-    assert oldest <= now - timedelta(days=1) + timedelta(minutes=10)
-    assert len(snapshot.runs) in (144, 145)
+    job = snapshot.history.job(jobid)
+    oldest = from_micros(job.starts[0])
+    assert now - timedelta(minutes=70) <= oldest <= now - timedelta(minutes=60)
+    assert len(job.runids) in (7, 8)
+    runs, total_us = job.bucket_sums(job.hour_base, job.hour_base + len(job.hour_runs))
+    # One day and a few minutes of runs, in hours that may begin before the day did.
+    assert 144 <= runs <= 151
+    assert total_us == runs * 1_000_000
+    assert snapshot.last_start[jobid] == from_micros(job.starts[-1])
 
 
 def test_truncated_history_rebuilds_window(pg: Conn, pg_cluster: PgCronCluster,
@@ -109,7 +116,8 @@ def test_truncated_history_rebuilds_window(pg: Conn, pg_cluster: PgCronCluster,
     with caplog.at_level(logging.WARNING, logger="watchdog.snapshot"):
         snapshot = snap(pg_cluster, store)
 
-    assert [run.runid for run in snapshot.runs] == [fresh]
+    assert list(snapshot.history.job(jobid).runids) == [fresh]
+    assert snapshot.history.job(jobid).others == {}
     assert sum("went backwards" in record.message for record in caplog.records) == 1
 
 

@@ -36,7 +36,8 @@ def test_version_one_state_file_upgrades(tmp_path: Path) -> None:
         db.execute("INSERT INTO cursor (target, last_runid) VALUES ('db', 42)")
 
     store = StateStore(path)
-    assert store.cursor("db") == 42
+    # Version 5 keeps runs in one saved record; the window is read again after the upgrade.
+    assert store.history("db").cursor is None
     store.note_job_definitions("db", [job(1, "nightly")], NOW)
     assert list(store.job_definitions("db")) == [1]
     store.close()

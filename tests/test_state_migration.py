@@ -52,7 +52,7 @@ def test_v1_file_is_upgraded_with_data_intact(tmp_path: Path) -> None:
             "SELECT value FROM meta WHERE key='schema_version'"
         ).fetchone()["value"]
         assert int(version) == SCHEMA_VERSION
-        assert store.cursor(TARGET) == 42
+        assert store.history(TARGET).cursor is None
 
         record = store.alerts(TARGET)[("sync failing", 3)]
         assert record.state == "firing"

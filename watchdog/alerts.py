@@ -251,8 +251,7 @@ def _event(
     announced_late: bool = False,
 ) -> AlertEvent:
     job: Job | None = cycle.snapshot.jobs.get(verdict.jobid)
-    runs = cycle.snapshot.runs_of(verdict.jobid)
-    last_run = max(runs, key=lambda run: run.runid) if runs else None
+    last_run = cycle.snapshot.history.job(verdict.jobid).newest
     duration = last_run.duration if last_run else None
     return AlertEvent(
         target=cycle.target,

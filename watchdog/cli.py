@@ -183,7 +183,7 @@ def _once(settings: Settings) -> int:
 
 def _print_summary(result: CycleResult) -> None:
     snapshot = result.snapshot
-    print(f"{count(len(snapshot.jobs), 'job')}, {count(len(snapshot.runs), 'run')} in window,"
+    print(f"{count(len(snapshot.jobs), 'job')}, {count(len(snapshot.history), 'run')} in window,"
           f" {count(len(result.firing), 'alert')} firing")
     for event in result.events:
         print(f"  {event.state.upper():9} {event.severity.value:8} {event.job_label}:"

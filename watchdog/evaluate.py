@@ -7,11 +7,12 @@ hand-made runs at a chosen time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from watchdog.history import JobRuns
 from watchdog.kinds import JOB_EVALUATORS, SNAPSHOT_EVALUATORS, adjust_missing_runs
-from watchdog.kinds.common import statistic, succeeded_durations
+from watchdog.kinds.common import EVIDENCE_RUNS, newest_message, statistic
 from watchdog.models import Job, Run, Snapshot, Verdict
 from watchdog.rules import Rule, RuleSet
 from watchdog.schedules import (
@@ -25,7 +26,7 @@ from watchdog.schedules import (
 
 log = logging.getLogger(__name__)
 
-Evaluator = Callable[[Rule, Job, list[Run], Snapshot, datetime], Verdict | None]
+Evaluator = Callable[[Rule, Job, JobRuns, Snapshot, datetime], Verdict | None]
 
 
 def evaluate(rules: RuleSet, snapshot: Snapshot, now: datetime) -> list[Verdict]:
@@ -34,7 +35,7 @@ def evaluate(rules: RuleSet, snapshot: Snapshot, now: datetime) -> list[Verdict]
     A rule that cannot judge a job (an unparsable schedule, say) yields no
     verdict for it and logs why; the other jobs are still evaluated.
     """
-    runs_by_job = snapshot.runs_by_job
+    history = snapshot.history
 
     verdicts: list[Verdict] = []
     for rule in rules.rules:
@@ -46,21 +47,10 @@ def evaluate(rules: RuleSet, snapshot: Snapshot, now: datetime) -> list[Verdict]
         for job in snapshot.jobs.values():
             if not rule.selects(job):
                 continue
-            verdict = evaluator(rule, job, runs_by_job.get(job.jobid, []), snapshot, now)
+            verdict = evaluator(rule, job, history.job(job.jobid), snapshot, now)
             if verdict is not None:
                 verdicts.append(verdict)
     return adjust_missing_runs(verdicts, snapshot)
-
-
-def _in_window(runs: Iterable[Run], start: datetime, now: datetime) -> list[Run]:
-    return [run for run in runs if start <= run.started <= now]
-
-
-def _last_error(runs: Iterable[Run]) -> str | None:
-    failed = [run for run in runs if run.failed]
-    if not failed:
-        return None
-    return max(failed, key=lambda run: run.runid).return_message
 
 
 def _verdict(rule: Rule, job: Job, **kwargs: object) -> Verdict:
@@ -69,7 +59,7 @@ def _verdict(rule: Rule, job: Job, **kwargs: object) -> Verdict:
 
 
 def failure_ratio(
-    rule: Rule, job: Job, runs: list[Run], snapshot: Snapshot, now: datetime
+    rule: Rule, job: Job, runs: JobRuns, snapshot: Snapshot, now: datetime
 ) -> Verdict:
     """Fire when failed / finished runs in the window reach the threshold.
 
@@ -79,15 +69,17 @@ def failure_ratio(
     run that pg_cron canceled because the watchdog paused or unscheduled its
     job is not counted at all.
     """
+    start = now - rule.window
+    lo, hi = runs.span(start, now)
     window = [
-        run for run in _in_window(runs, now - rule.window, now)
-        if not snapshot.canceled_by_watchdog(run)
+        run for run in runs.others_in(start, now) if not snapshot.canceled_by_watchdog(run)
     ]
     infrastructure = [run for run in window if run.infrastructure_failure]
-    finished = [run for run in window if run.finished and not run.infrastructure_failure]
-    failed = [run for run in finished if run.failed]
-    ratio = len(failed) / len(finished) if finished else 0.0
-    firing = len(finished) >= rule.min_runs and ratio >= rule.threshold
+    finished_others = [run for run in window if run.finished and not run.infrastructure_failure]
+    failed = [run for run in finished_others if run.failed]
+    finished = hi - lo + len(finished_others)
+    ratio = len(failed) / finished if finished else 0.0
+    firing = finished >= rule.min_runs and ratio >= rule.threshold
     return _verdict(
         rule,
         job,
@@ -95,41 +87,43 @@ def failure_ratio(
         value=ratio,
         facts={
             "failed": len(failed),
-            "finished": len(finished),
+            "finished": finished,
             "ratio": ratio,
             "threshold": rule.threshold,
             "min_runs": rule.min_runs,
             "infrastructure": len(infrastructure),
             "window_seconds": rule.window.total_seconds(),
         },
-        last_error=_last_error(failed),
+        last_error=newest_message(failed),
         # Newest first: the message lists only the first few.
         evidence=tuple(sorted((run.runid for run in failed), reverse=True)),
     )
 
 
 def slow_average(
-    rule: Rule, job: Job, runs: list[Run], snapshot: Snapshot, now: datetime
+    rule: Rule, job: Job, runs: JobRuns, snapshot: Snapshot, now: datetime
 ) -> Verdict:
     """Fire when a statistic of succeeded runs' durations in the window is out of bounds.
 
     The statistic (mean, p95 or max) above max_duration means too slow;
     below min_duration means too fast, which usually means the job did nothing.
+    The slowest (or fastest) runs are named only while the verdict fires.
     """
-    window = _in_window(runs, now - rule.window, now)
-    durations = succeeded_durations(window)
-    observed = statistic([seconds for _, seconds in durations], rule.statistic) if (
-        durations) else 0.0
+    start = now - rule.window
+    lo, hi = runs.span(start, now)
+    count = hi - lo
+    observed = statistic(runs, lo, hi, rule.statistic)
     limit = rule.max_duration.total_seconds()
     floor = rule.min_duration.total_seconds()
-    enough = len(durations) >= rule.min_runs
+    enough = count >= rule.min_runs
     too_slow = enough and limit > 0 and observed > limit
     too_fast = enough and floor > 0 and observed < floor
-    ordered = sorted(durations, key=lambda item: item[1], reverse=not too_fast)[:5]
+    firing = too_slow or too_fast
+    ranked = runs.ranked(lo, hi, EVIDENCE_RUNS, slowest=not too_fast) if firing else []
     return _verdict(
         rule,
         job,
-        firing=too_slow or too_fast,
+        firing=firing,
         value=observed,
         facts={
             "mean_seconds": observed,
@@ -137,16 +131,16 @@ def slow_average(
             "direction": "fast" if too_fast else "slow",
             "max_seconds": limit,
             "min_seconds": floor,
-            "runs": len(durations),
+            "runs": count,
             "window_seconds": rule.window.total_seconds(),
         },
-        last_error=_last_error(window),
-        evidence=tuple(runid for runid, _ in ordered),
+        last_error=newest_message(runs.others_in(start, now)),
+        evidence=tuple(runid for runid, _ in ranked),
     )
 
 
 def missing_run(
-    rule: Rule, job: Job, runs: list[Run], snapshot: Snapshot, now: datetime
+    rule: Rule, job: Job, runs: JobRuns, snapshot: Snapshot, now: datetime
 ) -> Verdict | None:
     """Fire when the job's own schedule had a run due and none started.
 
@@ -167,15 +161,16 @@ def missing_run(
         return None
 
     last_start = snapshot.last_start.get(job.jobid)
-    known_runs = [run.started for run in runs]
-    if known_runs and (last_start is None or max(known_runs) > last_start):
-        last_start = max(known_runs)
-    if _has_open_run(runs, snapshot):
+    latest = runs.latest_start()
+    if latest is not None and (last_start is None or latest > last_start):
+        last_start = latest
+    newest = runs.newest
+    if _is_open(newest, snapshot):
         return None
 
     deadline = now - rule.grace
     if isinstance(schedule, IntervalSchedule):
-        expected = _interval_expected(schedule, runs, last_start, snapshot, job)
+        expected = _interval_expected(schedule, newest, last_start, snapshot, job)
         if expected is None:
             return None
         firing = expected <= deadline and (last_start is None or last_start < expected)
@@ -205,20 +200,17 @@ def missing_run(
             "cron_timezone": snapshot.cron_timezone,
             "missed": missed,
         },
-        last_error=_last_error(runs),
+        last_error=newest.return_message if newest is not None and newest.failed else None,
     )
 
 
-def _has_open_run(runs: list[Run], snapshot: Snapshot) -> bool:
+def _is_open(newest: Run | None, snapshot: Snapshot) -> bool:
     """Tell whether the job's newest run is still in flight and not abandoned.
 
     A run left in flight from before the server's last start is abandoned:
     pg_cron never finishes `connecting` or `sending` rows after a restart.
     """
-    if not runs:
-        return False
-    newest = max(runs, key=lambda run: run.runid)
-    if not newest.in_flight:
+    if newest is None or not newest.in_flight:
         return False
     started = newest.start_time
     return snapshot.postmaster_start is None or started is None or (
@@ -228,7 +220,7 @@ def _has_open_run(runs: list[Run], snapshot: Snapshot) -> bool:
 
 def _interval_expected(
     schedule: IntervalSchedule,
-    runs: list[Run],
+    newest: Run | None,
     last_start: datetime | None,
     snapshot: Snapshot,
     job: Job,
@@ -243,9 +235,8 @@ def _interval_expected(
     if last_start is None:
         first_seen = snapshot.first_seen.get(job.jobid)
         return first_seen + interval * 2 if first_seen else None
-    durations = [run.duration for run in runs if run.started == last_start and run.duration]
-    last_duration = durations[0] if durations else timedelta(0)
-    return last_start + interval + max(interval, last_duration)
+    duration = newest.duration if newest is not None and newest.started == last_start else None
+    return last_start + interval + max(interval, duration or timedelta(0))
 
 
 EVALUATORS: dict[str, Evaluator] = {

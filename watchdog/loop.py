@@ -78,7 +78,8 @@ class Worker:
         """
         reads = ClusterReads.for_rules(self.rules, self.fallback_max_running_jobs)
         snapshot = take_snapshot(
-            self.source, self.store, self.rules.lookback, self.fallback_timezone, reads
+            self.source, self.store, self.rules.lookback, self.fallback_timezone, reads,
+            baseline_lookback=self.rules.baseline_lookback,
         )
         now = snapshot.taken_at
         self.last_read_at = now
@@ -111,7 +112,7 @@ class Worker:
             "cycle on %s: %s read, %s, %s in window, %s firing, %d changed, %s sent,"
             " %d waiting",
             self.target, count(snapshot.rows_read, "row"), count(len(snapshot.jobs), "job"),
-            count(len(snapshot.runs), "run"), count(len(firing), "alert"), len(events),
+            count(len(snapshot.history), "run"), count(len(firing), "alert"), len(events),
             count(delivery.sent, "message"), delivery.waiting,
         )
         return CycleResult(snapshot, events, firing, delivery)

@@ -9,6 +9,10 @@ import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from watchdog.history import RunHistory
 
 # pg_cron's run statuses (job_metadata.h). A run is inserted as `starting` and
 # moves through `connecting`, `sending` and `running` (libpq mode) to a
@@ -79,7 +83,7 @@ class Run:
     end_time: datetime | None
     seen_at: datetime
 
-    @property
+    @functools.cached_property
     def started(self) -> datetime:
         """Return the time used to place the run in a window."""
         return self.start_time if self.start_time is not None else self.seen_at
@@ -169,10 +173,10 @@ class HttpResponses:
 class Snapshot:
     """What one poll cycle read: jobs, the runs in the longest window, and context.
 
-    `runs` contains every known run that started at or after `horizon`, ordered
-    by runid. `last_start` has each job's newest known start time, which may be
-    older than the horizon. `first_seen` has when the watchdog first saw each
-    job.
+    `history` holds every job's runs that started at or after `horizon`, and
+    hourly sums of older succeeded runs for baselines. `last_start` has each
+    job's newest known start time, which may be older than the horizon.
+    `first_seen` has when the watchdog first saw each job.
     """
 
     taken_at: datetime
@@ -201,16 +205,18 @@ class Snapshot:
     # does not report them. Fields: "schedule", "command", "active", "exists".
     own_changes: frozenset[tuple[int, str]] = frozenset()
 
-    @functools.cached_property
-    def runs_by_job(self) -> dict[int, list[Run]]:
-        """Group the runs by jobid once per snapshot, each list in runid order."""
-        grouped: dict[int, list[Run]] = {}
-        for run in self.runs:
-            grouped.setdefault(run.jobid, []).append(run)
-        return grouped
+    # The runs as the poll cycle keeps them. Left unset, it is built from `runs`,
+    # which is how tests hand-make a snapshot.
+    stored_history: RunHistory | None = None
 
-    def runs_of(self, jobid: int) -> list[Run]:
-        return self.runs_by_job.get(jobid, [])
+    @functools.cached_property
+    def history(self) -> RunHistory:
+        """Return every job's runs, built once per snapshot from `runs` unless stored."""
+        if self.stored_history is not None:
+            return self.stored_history
+        from watchdog.history import RunHistory
+
+        return RunHistory.from_runs(self.runs)
 
     def canceled_by_watchdog(self, run: Run) -> bool:
         """Tell whether the run failed only because the watchdog paused or unscheduled its job.

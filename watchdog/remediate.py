@@ -40,7 +40,7 @@ from watchdog.jobactions import (
     JobState,
     apply_change,
 )
-from watchdog.models import ActionResult, AlertEvent, Job, PurgeSummary, Snapshot
+from watchdog.models import ActionResult, AlertEvent, Job, PurgeSummary, Run, Snapshot
 from watchdog.outbox import url_key
 from watchdog.purge import purge_run_history
 from watchdog.rules import PURGE_ACTION, Remediate, RemediationSettings, Rule, RuleSet
@@ -196,7 +196,9 @@ def _skip_reason(cycle: _Cycle, event: AlertEvent) -> str | None:
 
 def _infrastructure_only(snapshot: Snapshot, evidence: tuple[int, ...]) -> bool:
     """Tell whether every evidence run found in the snapshot failed for pg_cron's own reasons."""
-    runs = {run.runid: run for run in snapshot.runs}
+    runs: dict[int, Run] = {}
+    for job in snapshot.history.jobs.values():
+        runs.update(job.others)
     found = [runs[runid] for runid in evidence if runid in runs]
     return bool(found) and all(run.infrastructure_failure for run in found)
 

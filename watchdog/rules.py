@@ -8,6 +8,7 @@ problems too: a typo must not silently disable a rule.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 import tomllib
@@ -158,19 +159,29 @@ class Rule:
 
     def selects(self, job: Job) -> bool:
         """Tell whether the rule applies to the job by its jobname globs."""
-        name = job.jobname or ""
-        included = any(fnmatch.fnmatchcase(name, pattern) for pattern in self.jobs)
-        excluded = any(fnmatch.fnmatchcase(name, pattern) for pattern in self.exclude)
-        return included and not excluded
+        return _selects(self.jobs, self.exclude, job.jobname or "")
 
     @property
     def lookback(self) -> timedelta:
-        """Return how much run history the rule needs."""
-        if self.kind == "duration_regression":
-            return self.window + self.baseline
+        """Return how far back the rule needs runs one by one."""
         if self.kind in _WINDOWED_KINDS:
             return self.window
         return timedelta(0)
+
+    @property
+    def baseline_lookback(self) -> timedelta:
+        """Return how far back the rule needs hourly sums of succeeded runs."""
+        if self.kind == "duration_regression":
+            return self.window + self.baseline
+        return timedelta(0)
+
+
+# Every cycle asks this for each rule and job, and the answers rarely change.
+@functools.lru_cache(maxsize=65536)
+def _selects(jobs: tuple[str, ...], exclude: tuple[str, ...], name: str) -> bool:
+    included = any(fnmatch.fnmatchcase(name, pattern) for pattern in jobs)
+    excluded = any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude)
+    return included and not excluded
 
 
 # Kinds whose `window` is a span of run history that must be in the snapshot.
@@ -181,6 +192,7 @@ _WINDOWED_KINDS = frozenset({
     "consecutive_failures",
     "error_match",
     "infrastructure_failures",
+    "duration_regression",
 })
 
 
@@ -202,8 +214,13 @@ class RuleSet:
 
     @property
     def lookback(self) -> timedelta:
-        """Return the longest history any rule needs."""
+        """Return the longest span of runs any rule needs one by one."""
         return max((rule.lookback for rule in self.rules), default=timedelta(0))
+
+    @property
+    def baseline_lookback(self) -> timedelta:
+        """Return the longest span of hourly sums any rule needs."""
+        return max((rule.baseline_lookback for rule in self.rules), default=timedelta(0))
 
 
 class _Problems:

@@ -71,6 +71,15 @@ class ScheduleError(ValueError):
     """A schedule string that pg_cron would reject or the watchdog cannot evaluate."""
 
 
+# One evaluation asks this for every job with the same schedule and deadline; most
+# fleets share a handful of schedules, so a cache skips nearly every cronsim call.
+@functools.lru_cache(maxsize=4096)
+def _latest_due(expression: str, at_or_before: datetime, tz: ZoneInfo) -> datetime:
+    # cronsim's reverse iteration excludes its start, so start one second later.
+    start = at_or_before.astimezone(tz).replace(microsecond=0) + timedelta(seconds=1)
+    return next(CronSim(expression, start, reverse=True)).astimezone(UTC)
+
+
 @dataclass(frozen=True)
 class CronSchedule:
     """A 5-field cron expression, already translated for cronsim."""
@@ -80,9 +89,7 @@ class CronSchedule:
 
     def latest_due(self, at_or_before: datetime, tz: ZoneInfo) -> datetime:
         """Return the latest slot at or before the given time, in UTC."""
-        # cronsim's reverse iteration excludes its start, so start one second later.
-        start = at_or_before.astimezone(tz).replace(microsecond=0) + timedelta(seconds=1)
-        return next(CronSim(self.expression, start, reverse=True)).astimezone(UTC)
+        return _latest_due(self.expression, at_or_before, tz)
 
     def slots_between(self, after: datetime, until: datetime, tz: ZoneInfo) -> Iterator[datetime]:
         """Yield slots in (after, until], in UTC, at most MAX_COUNTED_SLOTS of them."""

@@ -10,15 +10,16 @@ from typing import Any
 import psycopg
 
 from watchdog.cluster import ClusterFacts, read_cluster, read_http_responses
+from watchdog.history import RunHistory
 from watchdog.models import HttpResponses, Run, Snapshot
 from watchdog.rules import SCHEDULER_KINDS, RuleSet
-from watchdog.source import Context, PgSource, first_runid_since
+from watchdog.source import Context, PgSource, first_runid_since, read_older_runs
 from watchdog.state import StateStore
 
 log = logging.getLogger(__name__)
 
-# History kept at least this far back, so daily jobs have a known last run
-# after the first poll even when no rule window is that long.
+# The first poll reads at least this far back (as hourly sums), so daily jobs have
+# a known last run even when no rule window is that long.
 MIN_LOOKBACK = timedelta(days=1)
 # Finished runs are kept this much longer than the longest window before trimming.
 TRIM_MARGIN = timedelta(minutes=10)
@@ -56,50 +57,56 @@ def take_snapshot(
     fallback_timezone: str | None = None,
     reads: ClusterReads | None = None,
     own_changes: frozenset[tuple[int, str]] = frozenset(),
+    baseline_lookback: timedelta = timedelta(0),
 ) -> Snapshot:
-    """Read what changed since the last poll, store it, and return the current snapshot.
+    """Read what changed since the last poll, update the run history, and return a snapshot.
 
     Steps: read the server context and jobs; on the first poll (or after the
-    cursor went backwards) find where the window starts by runid; read runs
-    above the cursor; re-read the runs stored as in flight; trim runs that
-    left the window; read the scheduler-wide facts that `reads` requests.
-    All reads happen in one read-only transaction, and all writes to the
-    state store in one SQLite transaction. `own_changes` lists the (jobid,
-    field) changes the watchdog's remediation made, which job_drift ignores.
+    cursor went backwards) find where the windows start by runid and read the
+    older part as hourly sums; read runs above the cursor; re-read the runs
+    held as in flight; trim runs that left every window; read the
+    scheduler-wide facts that `reads` requests. All reads happen in one
+    read-only transaction. `lookback` is the longest window of runs kept one
+    by one, `baseline_lookback` the longest span of hourly sums. `own_changes`
+    lists the (jobid, field) changes the watchdog's remediation made, which
+    job_drift ignores.
     """
     target = source.target
     reads = reads or ClusterReads()
-    horizon_length = max(lookback, MIN_LOOKBACK)
+    history = store.history(target)
 
     with source.read_transaction() as cur:
         context = source.read_context(cur)
         jobs = source.read_jobs(cur, context.role)
         now = context.now
-        horizon = now - horizon_length
-        cursor = store.cursor(target)
+        runs_from = now - lookback - TRIM_MARGIN
+        sums_from = now - max(baseline_lookback, MIN_LOOKBACK)
         bounds = source.runid_bounds(cur)
 
         # A cursor of 0 means no run was read yet, so an empty table is no sign of truncation.
         newest = bounds[1] if bounds is not None else 0
-        if cursor is not None and newest < cursor:
+        if history.cursor is not None and newest < history.cursor:
             log.warning(
                 "run history on %s went backwards (newest runid %s, cursor %s): the table"
                 " was truncated or its sequence reset; rebuilding the stored window",
-                target, bounds[1] if bounds else "none", cursor,
+                target, bounds[1] if bounds else "none", history.cursor,
             )
-            store.reset_target(target)
-            cursor = None
-        if cursor is None:
-            cursor = (
-                first_runid_since(cur, horizon, bounds[0], bounds[1]) - 1
-                if bounds is not None
-                else 0
-            )
-
-        new_runs: list[Run] = []
-        for batch in source.read_new_runs(cur, cursor, now):
-            new_runs.extend(batch)
-        reread = source.reread_runs(cur, store.open_runids(target), now)
+            history = store.reset_history(target)
+        older_starts: dict[int, datetime] = {}
+        if history.cursor is None:
+            history.cursor, older_starts = _read_older(
+                cur, history, bounds, runs_from, sums_from, now)
+        open_runids = history.open_runids()
+        # Each batch goes into the history as it arrives, so a first poll of a long
+        # window never holds more than one batch of rows as objects.
+        new_count = 0
+        starts: dict[int, datetime] = {}
+        for batch in source.read_new_runs(cur, history.cursor, now):
+            history.upsert(batch)
+            history.cursor = batch[-1].runid
+            new_count += len(batch)
+            _merge_last_starts(starts, batch)
+        reread = source.reread_runs(cur, open_runids, now)
         cluster = (
             read_cluster(cur, bounds, context.role, reads.fallback_max_running_jobs)
             if reads.cluster or reads.http_window is not None
@@ -107,26 +114,27 @@ def take_snapshot(
         )
         http = _read_http(cur, cluster, reads.http_window)
 
+    history.upsert(reread)
+    _merge_last_starts(starts, reread)
+    # A run in flight that is gone was purged; it would otherwise count as running forever.
+    history.forget(set(open_runids) - {run.runid for run in reread})
+    history.trim(runs_from, sums_from)
     with store.transaction():
         store.note_jobs(target, jobs, now)
         store.note_job_definitions(target, jobs.values(), now)
-        store.upsert_runs(target, new_runs)
-        store.upsert_runs(target, reread)
-        if new_runs:
-            cursor = max(cursor, new_runs[-1].runid)
-        store.set_cursor(target, cursor)
-        store.note_last_starts(target, _last_starts([*new_runs, *reread]))
-        store.trim_runs(target, horizon - TRIM_MARGIN)
+        store.note_last_starts(target, older_starts)
+        store.note_last_starts(target, starts)
+        store.save_history(target, now)
 
     first_seen, last_start = store.jobs_seen(target)
-    runs = [run for run in store.runs(target) if run.started >= horizon or not run.finished]
-    if new_runs:
-        log.debug("read %d new runs on %s, cursor now %d", len(new_runs), target, cursor)
+    if new_count:
+        log.debug("read %d new runs on %s, cursor now %d", new_count, target, history.cursor)
     return Snapshot(
         taken_at=now,
         jobs=jobs,
-        runs=runs,
-        horizon=horizon,
+        runs=[],
+        stored_history=history,
+        horizon=runs_from + TRIM_MARGIN,
         last_start=last_start,
         first_seen=first_seen,
         cron_timezone=resolve_timezone(context, fallback_timezone),
@@ -134,13 +142,43 @@ def take_snapshot(
         role=context.role,
         in_recovery=context.in_recovery,
         watchdog_cancels=store.cancel_times(target),
-        rows_read=len(jobs) + len(new_runs) + len(reread),
+        rows_read=len(jobs) + new_count + len(reread),
         scheduler=cluster.scheduler if cluster else None,
         history_size=cluster.history_size if cluster else None,
         http=http,
         known_jobs=store.job_definitions(target),
         own_changes=own_changes | store.own_changes(target),
     )
+
+
+def _read_older(
+    cur: psycopg.Cursor[dict[str, Any]],
+    history: RunHistory,
+    bounds: tuple[int, int] | None,
+    runs_from: datetime,
+    sums_from: datetime,
+    now: datetime,
+) -> tuple[int, dict[int, datetime]]:
+    """Fill an empty history with what lies before the window of runs kept one by one.
+
+    Two binary searches over the primary key find the first runid of each span;
+    runs between them are read as hourly sums, each job's newest run and the
+    runs still in flight. Return the cursor from which runs are read one by one,
+    and the start of each job's newest run before it.
+    """
+    if bounds is None:
+        return 0, {}
+    low, high = bounds
+    runs_runid = first_runid_since(cur, runs_from, low, high)
+    sums_runid = first_runid_since(cur, sums_from, low, runs_runid) if (
+        sums_from < runs_from) else runs_runid
+    if sums_runid >= runs_runid:
+        return runs_runid - 1, {}
+    older = read_older_runs(cur, sums_runid, runs_runid, now)
+    history.add_buckets(older.buckets)
+    history.upsert(older.open_runs)
+    history.note_newest(older.newest)
+    return runs_runid - 1, older.last_starts
 
 
 def _read_http(
@@ -155,14 +193,13 @@ def _read_http(
     return read_http_responses(cur, window)
 
 
-def _last_starts(runs: list[Run]) -> dict[int, datetime]:
-    starts: dict[int, datetime] = {}
+def _merge_last_starts(starts: dict[int, datetime], runs: list[Run]) -> None:
+    """Raise each job's entry in `starts` to the latest start_time among `runs`."""
     for run in runs:
         if run.start_time is None:
             continue
         if run.jobid not in starts or run.start_time > starts[run.jobid]:
             starts[run.jobid] = run.start_time
-    return starts
 
 
 _warned_timezone = False

@@ -25,6 +25,7 @@ from psycopg.rows import dict_row
 
 from watchdog.config import mask_dsn, redact_dsn
 from watchdog.errors import ReconnectPending, SourceError, VisibilityError
+from watchdog.history import Bucket
 from watchdog.models import Job, Run
 
 log = logging.getLogger(__name__)
@@ -310,6 +311,93 @@ class PgSource:
             (runids,),
         )
         return [_run(row, seen_at) for row in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class OlderRuns:
+    """What the first poll reads of runs older than the columns' window, in one pass.
+
+    `buckets` are hourly sums of succeeded runs, `newest` is each job's newest
+    run in the range, `last_starts` each job's latest start_time there, and
+    `open_runs` are the runs still in flight there.
+    """
+
+    buckets: list[Bucket]
+    newest: list[Run]
+    last_starts: dict[int, datetime]
+    open_runs: list[Run]
+
+
+# Grouping a week of a large fleet by job and hour makes about 170,000 groups. The
+# summary forbids sorting (a sort of the whole range is what the watchdog avoids) and
+# gives the hash aggregate room so that it does not spill to disk.
+# It runs once per state file and reads every row of the span, so it gets more time
+# than a poll's statements.
+SUMMARY_SETTINGS = (
+    "SET LOCAL work_mem = '64MB'",
+    "SET LOCAL enable_sort = off",
+    "SET LOCAL statement_timeout = '10min'",
+)
+
+
+def read_older_runs(
+    cur: psycopg.Cursor[dict[str, Any]], low: int, high: int, seen_at: datetime
+) -> OlderRuns:
+    """Summarize runs with runid in [low, high) in one range scan of the primary key.
+
+    Runs once, on the first poll, for baselines longer than the window of
+    runs kept one by one. Durations are summed in microseconds as exact
+    numerics, as the incremental path sums them.
+    """
+    for setting in SUMMARY_SETTINGS:
+        cur.execute(setting)
+    cur.execute(
+        f"WITH runs AS (SELECT runid, jobid, status, {_plausible('start_time')},"
+        f" {_plausible('end_time')} FROM cron.job_run_details"
+        " WHERE runid >= %s AND runid < %s AND jobid IS NOT NULL)"
+        " SELECT jobid, floor(extract(epoch FROM start_time) / 3600)::bigint AS hour,"
+        " count(*) FILTER (WHERE status = 'succeeded' AND start_time IS NOT NULL"
+        "  AND end_time IS NOT NULL) AS runs,"
+        " coalesce((sum(extract(epoch FROM end_time - start_time)) FILTER ("
+        "  WHERE status = 'succeeded') * 1000000)::bigint, 0) AS total_us,"
+        " max(runid) AS newest, max(start_time) AS last_start,"
+        " array_agg(runid) FILTER (WHERE status IS NULL"
+        "  OR status NOT IN ('succeeded', 'failed')) AS open"
+        " FROM runs GROUP BY 1, 2",
+        (low, high),
+    )
+    rows = cur.fetchall()
+    for setting in SUMMARY_SETTINGS:
+        cur.execute(f"RESET {setting.split()[2]}")
+    buckets: list[Bucket] = []
+    newest: dict[int, int] = {}
+    last_starts: dict[int, datetime] = {}
+    wanted: set[int] = set()
+    for row in rows:
+        jobid = int(row["jobid"])
+        if row["hour"] is not None and row["runs"]:
+            buckets.append(Bucket(jobid, int(row["hour"]), int(row["runs"]),
+                                  int(row["total_us"])))
+        newest[jobid] = max(newest.get(jobid, 0), int(row["newest"]))
+        started = row["last_start"]
+        if started is not None and (jobid not in last_starts or started > last_starts[jobid]):
+            last_starts[jobid] = started
+        wanted.update(row["open"] or ())
+    wanted.update(newest.values())
+    runs: list[Run] = []
+    if wanted:
+        cur.execute(
+            f"SELECT {_RUN_COLUMNS} FROM cron.job_run_details WHERE runid = ANY(%s)",
+            (sorted(wanted),),
+        )
+        runs = [_run(row, seen_at) for row in cur.fetchall()]
+    newest_ids = set(newest.values())
+    return OlderRuns(
+        buckets=buckets,
+        newest=[run for run in runs if run.runid in newest_ids],
+        last_starts=last_starts,
+        open_runs=[run for run in runs if not run.finished],
+    )
 
 
 def first_runid_since(

@@ -1,4 +1,4 @@
-"""The watchdog's own state in SQLite: cursor, runs in the window, alerts, outbox.
+"""The watchdog's own state in SQLite: run history and cursor, alerts, outbox.
 
 Every record is keyed by target (the watched database) as well as by rule and
 job, so one file can later serve several databases. The schema carries a
@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from watchdog.errors import ConfigError
-from watchdog.models import Job, Run
-from watchdog.runcache import RunWindow
+from watchdog.history import RunHistory
+from watchdog.models import Job
 
-SCHEMA_VERSION = 4
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 5
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -95,10 +98,24 @@ CREATE TABLE job_definitions (
 );
 """
 
+# Version 5: each target's runs are saved as one compact record (see history.py),
+# which loads in milliseconds where a row per run took seconds. The first poll after
+# the upgrade reads the window again from the database.
+_SCHEMA_V5_RUN_HISTORY = """
+CREATE TABLE run_history (target TEXT PRIMARY KEY, saved_at TEXT NOT NULL, data BLOB NOT NULL);
+DROP TABLE runs;
+DROP TABLE cursor
+"""
+
 # Each entry upgrades the schema from its index to the next version.
 _MIGRATIONS: list[str] = [
     _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3_REMEDIATION, _SCHEMA_V4_JOB_DEFINITIONS,
+    _SCHEMA_V5_RUN_HISTORY,
 ]
+
+# A changed run history is saved at most this often while polling, and always on close.
+# After a crash, the next start reads again the runs added since the last save.
+HISTORY_SAVE_INTERVAL = timedelta(seconds=60)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -195,9 +212,10 @@ class StateStore:
                  " to a writable location"]
             ) from exc
         self._db.row_factory = sqlite3.Row
-        # NOTE: the copies assume this store is the only writer of its targets' runs.
+        # NOTE: the histories assume this store is the only process polling its targets.
         # Another process polling the same target into the same file would not be seen.
-        self._windows: dict[str, RunWindow] = {}
+        self._histories: dict[str, RunHistory] = {}
+        self._saved_at: dict[str, datetime] = {}
         try:
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -239,7 +257,12 @@ class StateStore:
         return backup
 
     def close(self) -> None:
-        self._db.close()
+        """Save every changed run history, then close the file."""
+        try:
+            for target in list(self._histories):
+                self.save_history(target, datetime.now(UTC), force=True)
+        finally:
+            self._db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -249,8 +272,6 @@ class StateStore:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
-            # The in-memory run windows may hold writes that were just rolled back.
-            self._windows.clear()
             raise
         self._db.execute("COMMIT")
 
@@ -294,86 +315,55 @@ class StateStore:
     def delete_meta_value(self, key: str) -> None:
         self._db.execute("DELETE FROM meta WHERE key=?", (key,))
 
-    # Cursor and runs
+    # Run history
 
-    def cursor(self, target: str) -> int | None:
-        row = self._db.execute("SELECT last_runid FROM cursor WHERE target=?", (target,)).fetchone()
-        return int(row["last_runid"]) if row else None
+    def history(self, target: str) -> RunHistory:
+        """Return the target's run history, loading the saved one on first use.
 
-    def set_cursor(self, target: str, runid: int) -> None:
+        A saved history this version cannot read is logged and replaced by an
+        empty one, which the next poll fills from the database.
+        """
+        history = self._histories.get(target)
+        if history is not None:
+            return history
+        row = self._db.execute(
+            "SELECT data FROM run_history WHERE target=?", (target,)
+        ).fetchone()
+        history = RunHistory()
+        if row is not None:
+            try:
+                history = RunHistory.from_bytes(bytes(row["data"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("saved run history of %s is unreadable (%s); reading the window"
+                            " again from the database", target, exc)
+        self._histories[target] = history
+        return history
+
+    def reset_history(self, target: str) -> RunHistory:
+        """Forget the runs and cursor of a target, keeping alerts and first-seen times."""
+        self._db.execute("DELETE FROM run_history WHERE target=?", (target,))
+        history = self._histories[target] = RunHistory()
+        return history
+
+    def save_history(self, target: str, now: datetime, force: bool = False) -> bool:
+        """Save the target's history if it changed and the last save is old enough.
+
+        Return whether it was written.
+        """
+        history = self._histories.get(target)
+        if history is None or not history.changed:
+            return False
+        last = self._saved_at.get(target)
+        if not force and last is not None and now - last < HISTORY_SAVE_INTERVAL:
+            return False
         self._db.execute(
-            "INSERT INTO cursor (target, last_runid) VALUES (?, ?)"
-            " ON CONFLICT (target) DO UPDATE SET last_runid=excluded.last_runid",
-            (target, runid),
+            "INSERT INTO run_history (target, saved_at, data) VALUES (?, ?, ?)"
+            " ON CONFLICT (target) DO UPDATE SET saved_at=excluded.saved_at, data=excluded.data",
+            (target, now.isoformat(), history.to_bytes()),
         )
-
-    def reset_target(self, target: str) -> None:
-        """Forget the cursor and runs of a target, keeping alerts and first-seen times."""
-        self._db.execute("DELETE FROM cursor WHERE target=?", (target,))
-        self._db.execute("DELETE FROM runs WHERE target=?", (target,))
-        self._windows[target] = RunWindow()
-
-    def upsert_runs(self, target: str, runs: Iterable[Run]) -> None:
-        """Store runs; a re-read run keeps the time it was first seen."""
-        runs = list(runs)
-        self._window(target).upsert(runs)
-        self._db.executemany(
-            "INSERT INTO runs (target, runid, jobid, status, return_message, start_time,"
-            " end_time, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (target, runid) DO UPDATE SET status=excluded.status,"
-            " return_message=excluded.return_message, start_time=excluded.start_time,"
-            " end_time=excluded.end_time",
-            [
-                (target, run.runid, run.jobid, run.status, run.return_message,
-                 _time(run.start_time), _time(run.end_time), _time(run.seen_at))
-                for run in runs
-            ],
-        )
-
-    def runs(self, target: str) -> list[Run]:
-        """Return the stored runs of a target in runid order."""
-        return self._window(target).runs()
-
-    def _window(self, target: str) -> RunWindow:
-        """Return the in-memory copy of a target's runs, loading it on first use."""
-        window = self._windows.get(target)
-        if window is None:
-            window = RunWindow(self._load_runs(target))
-            self._windows[target] = window
-        return window
-
-    def _load_runs(self, target: str) -> list[Run]:
-        rows = self._db.execute(
-            "SELECT * FROM runs WHERE target=? ORDER BY runid", (target,)
-        ).fetchall()
-        # Runs read in one poll share their seen_at, so each distinct value is parsed once.
-        seen: dict[str, datetime] = {}
-        runs = []
-        for row in rows:
-            seen_at = seen.get(row["seen_at"])
-            if seen_at is None:
-                seen_at = seen[row["seen_at"]] = datetime.fromisoformat(row["seen_at"])
-            runs.append(Run(
-                runid=row["runid"], jobid=row["jobid"], status=row["status"],
-                return_message=row["return_message"],
-                start_time=_parse_time(row["start_time"]), end_time=_parse_time(row["end_time"]),
-                seen_at=seen_at,
-            ))
-        return runs
-
-    def open_runids(self, target: str) -> list[int]:
-        """Return runs stored with a status that is not final yet."""
-        return self._window(target).open_runids()
-
-    def trim_runs(self, target: str, before: datetime) -> int:
-        """Drop finished runs that started before the horizon; return how many."""
-        dropped = self._window(target).trim(before)
-        # Deleting by key touches only the dropped rows; a filter on start time would
-        # scan the whole table, which has no index on it.
-        self._db.executemany(
-            "DELETE FROM runs WHERE target=? AND runid=?", [(target, runid) for runid in dropped]
-        )
-        return len(dropped)
+        history.changed = False
+        self._saved_at[target] = now
+        return True
 
     # Jobs
 

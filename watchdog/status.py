@@ -43,7 +43,8 @@ def read_status(
     rules: RuleSet, store: StateStore, source: PgSource, fallback_timezone: str | None
 ) -> list[JobStatus]:
     """Read the database once (advancing the stored window) and build one row per job."""
-    snapshot = take_snapshot(source, store, max(rules.lookback, RATIO_WINDOW), fallback_timezone)
+    snapshot = take_snapshot(source, store, max(rules.lookback, RATIO_WINDOW), fallback_timezone,
+                             baseline_lookback=rules.baseline_lookback)
     return build_rows(snapshot, firing_alerts(store, source.target))
 
 
@@ -51,12 +52,12 @@ def build_rows(snapshot: Snapshot, firing: list[AlertRecord]) -> list[JobStatus]
     rows = []
     since = snapshot.taken_at - RATIO_WINDOW
     for job in sorted(snapshot.jobs.values(), key=lambda job: (job.label, job.jobid)):
-        runs = snapshot.runs_of(job.jobid)
-        last = max(runs, key=lambda run: run.runid) if runs else None
-        finished = [run for run in runs if run.finished and run.started >= since]
-        ratio = (
-            sum(run.failed for run in finished) / len(finished) if finished else None
-        )
+        runs = snapshot.history.job(job.jobid)
+        last = runs.newest
+        lo, hi = runs.span(since, snapshot.taken_at)
+        finished = [run for run in runs.others_in(since, snapshot.taken_at) if run.finished]
+        total = hi - lo + len(finished)
+        ratio = sum(run.failed for run in finished) / total if total else None
         duration = last.duration if last is not None else None
         rows.append(JobStatus(
             jobid=job.jobid,

@@ -6,8 +6,12 @@ import math
 from collections.abc import Iterable
 from datetime import datetime
 
+from watchdog.history import JobRuns
 from watchdog.models import Fact, Job, Run, Snapshot, Verdict
 from watchdog.rules import Rule
+
+# Runs named as evidence in a slow_average or duration_regression message.
+EVIDENCE_RUNS = 5
 
 
 def in_window(runs: Iterable[Run], start: datetime, end: datetime) -> list[Run]:
@@ -41,35 +45,48 @@ def abandoned_at(run: Run, newer_start: datetime | None, snapshot: Snapshot) -> 
     return newer_start
 
 
-def abandoned_runs(runs: list[Run], snapshot: Snapshot) -> dict[int, datetime]:
+def abandoned_runs(runs: JobRuns, snapshot: Snapshot) -> dict[int, datetime]:
     """Map the runid of every abandoned run among one job's runs to when it was abandoned."""
-    ordered = sorted(runs, key=lambda run: run.runid)
     result: dict[int, datetime] = {}
-    for position, run in enumerate(ordered):
-        newer = ordered[position + 1].started if position + 1 < len(ordered) else None
-        moment = abandoned_at(run, newer, snapshot)
+    for run in runs.other_runs():
+        if not run.in_flight:
+            continue
+        moment = abandoned_at(run, runs.next_start_after(run.runid), snapshot)
         if moment is not None:
             result[run.runid] = moment
     return result
 
 
-def succeeded_durations(runs: Iterable[Run]) -> list[tuple[int, float]]:
-    """Return (runid, seconds) of succeeded runs with both timestamps set."""
-    return [
-        (run.runid, duration.total_seconds())
-        for run in runs
-        if run.status == "succeeded" and (duration := run.duration) is not None
-    ]
+def open_runs(runs: JobRuns, snapshot: Snapshot) -> list[Run]:
+    """Return one job's runs in flight now, leaving out abandoned ones."""
+    in_flight = [run for run in runs.other_runs() if run.in_flight]
+    if not in_flight:
+        return []
+    abandoned = abandoned_runs(runs, snapshot)
+    return [run for run in in_flight if run.runid not in abandoned]
 
 
-def statistic(values: list[float], name: str) -> float:
-    """Return the mean, 95th percentile (nearest rank) or max of non-empty values."""
+def mean_seconds(runs: JobRuns, lo: int, hi: int) -> float:
+    """Return the mean duration of columns [lo, hi) in seconds, or 0 for none."""
+    return runs.total_us(lo, hi) / (hi - lo) / 1e6 if hi > lo else 0.0
+
+
+def newest_message(runs: Iterable[Run]) -> str | None:
+    """Return the return_message of the failed run with the highest runid, if any."""
+    newest = max((run for run in runs if run.failed), key=lambda run: run.runid, default=None)
+    return newest.return_message if newest is not None else None
+
+
+def statistic(runs: JobRuns, lo: int, hi: int, name: str) -> float:
+    """Return the mean, 95th percentile (nearest rank) or max of columns [lo, hi), in seconds."""
+    if hi <= lo:
+        return 0.0
     if name == "max":
-        return max(values)
+        return max(runs.durations[lo:hi]) / 1e6
     if name == "p95":
-        ordered = sorted(values)
-        return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-    return sum(values) / len(values)
+        ordered = sorted(runs.durations[lo:hi])
+        return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] / 1e6
+    return mean_seconds(runs, lo, hi)
 
 
 def job_verdict(

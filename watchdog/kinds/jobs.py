@@ -10,15 +10,16 @@ fact; the infrastructure_failures kind alerts on them.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from watchdog.history import HOUR_US, JobRuns, micros
 from watchdog.kinds.common import (
-    abandoned_runs,
-    in_window,
+    EVIDENCE_RUNS,
     infrastructure_failures,
     job_verdict,
+    mean_seconds,
+    open_runs,
     own_failures,
-    succeeded_durations,
 )
 from watchdog.models import Job, Run, Snapshot, Verdict
 from watchdog.rules import Rule
@@ -29,19 +30,25 @@ WAITING_STATUSES = frozenset({"starting", "connecting"})
 
 
 def consecutive_failures(
-    rule: Rule, job: Job, runs: list[Run], snapshot: Snapshot, now: datetime
+    rule: Rule, job: Job, runs: JobRuns, snapshot: Snapshot, now: datetime
 ) -> Verdict:
     """Fire when the last `count` finished runs in the window all failed.
 
     Infrastructure outcomes neither extend nor break the streak: they are
     skipped, and the number skipped is the `infrastructure` fact.
     """
-    window = in_window(runs, now - rule.window, now)
-    finished = sorted((run for run in window if run.finished), key=lambda run: -run.runid)
-    judged = [run for run in finished if not run.infrastructure_failure]
+    start = now - rule.window
+    lo, hi = runs.span(start, now)
+    # The newest succeeded run in the window ends any streak of older runs.
+    breaker = max(runs.runids[lo:hi]) if hi > lo else -1
+    finished = sorted(
+        (run for run in runs.others_in(start, now) if run.finished), key=lambda run: -run.runid
+    )
     streak: list[Run] = []
-    for run in judged:
-        if not run.failed:
+    for run in finished:
+        if run.infrastructure_failure:
+            continue
+        if run.runid < breaker or not run.failed:
             break
         streak.append(run)
     firing = len(streak) >= rule.count
@@ -67,7 +74,7 @@ def consecutive_failures(
 
 
 def stuck_run(
-    rule: Rule, job: Job, runs: list[Run], snapshot: Snapshot, now: datetime
+    rule: Rule, job: Job, runs: JobRuns, snapshot: Snapshot, now: datetime
 ) -> Verdict:
     """Fire when a run is still in flight longer than max_runtime after it started.
 
@@ -75,15 +82,14 @@ def stuck_run(
     the same job) are not stuck: pg_cron will never finish them, and the
     infrastructure_failures kind reports them once.
     """
-    abandoned = abandoned_runs(runs, snapshot)
-    open_runs = [run for run in runs if run.in_flight and run.runid not in abandoned]
+    running = open_runs(runs, snapshot)
     limit = rule.max_runtime.total_seconds()
     stuck = sorted(
-        (run for run in open_runs if (now - run.started).total_seconds() > limit),
+        (run for run in running if (now - run.started).total_seconds() > limit),
         key=lambda run: run.started,
     )
-    longest = stuck[0] if stuck else (min(open_runs, key=lambda run: run.started)
-                                       if open_runs else None)
+    longest = stuck[0] if stuck else (min(running, key=lambda run: run.started)
+                                       if running else None)
     runtime = (now - longest.started).total_seconds() if longest else 0.0
     return job_verdict(
         rule,
@@ -104,14 +110,14 @@ def stuck_run(
 
 
 def error_match(
-    rule: Rule, job: Job, runs: list[Run], snapshot: Snapshot, now: datetime
+    rule: Rule, job: Job, runs: JobRuns, snapshot: Snapshot, now: datetime
 ) -> Verdict:
     """Fire when at least min_count failed runs in the window have a matching return_message.
 
     Only the job's own failures are matched; infrastructure outcomes are
     counted in the `infrastructure` fact instead.
     """
-    window = in_window(runs, now - rule.window, now)
+    window = runs.others_in(now - rule.window, now)
     pattern = re.compile(rule.pattern)
     matched = [
         run for run in own_failures(window)
@@ -136,27 +142,27 @@ def error_match(
 
 
 def duration_regression(
-    rule: Rule, job: Job, runs: list[Run], snapshot: Snapshot, now: datetime
+    rule: Rule, job: Job, runs: JobRuns, snapshot: Snapshot, now: datetime
 ) -> Verdict:
     """Fire when the mean duration in the window exceeds factor x the baseline's mean.
 
-    The baseline is the `baseline` period right before the window. Only
-    succeeded runs count, so failures and infrastructure outcomes (which end
-    early or have no end_time) do not distort either mean.
+    The baseline is counted in whole hours: the hours that end at or before
+    the window's start and begin no earlier than `baseline` before it. Those
+    sums are kept per job and hour, so a baseline of days needs no raw runs.
+    Only succeeded runs count, so failures and infrastructure outcomes (which
+    end early or have no end_time) do not distort either mean.
     """
     window_start = now - rule.window
-    recent = succeeded_durations(in_window(runs, window_start, now))
-    earlier = [
-        run for run in in_window(runs, window_start - rule.baseline, window_start)
-        if run.started < window_start
-    ]
-    baseline = succeeded_durations(earlier)
-    recent_mean = _mean(recent)
-    baseline_mean = _mean(baseline)
-    enough = len(recent) >= rule.min_runs and len(baseline) >= rule.min_runs
+    lo, hi = runs.span(window_start, now)
+    recent_runs = hi - lo
+    recent_mean = mean_seconds(runs, lo, hi)
+    first_hour, end_hour = baseline_hours(window_start, rule.baseline)
+    baseline_runs, baseline_us = runs.bucket_sums(first_hour, end_hour)
+    baseline_mean = baseline_us / baseline_runs / 1e6 if baseline_runs else 0.0
+    enough = recent_runs >= rule.min_runs and baseline_runs >= rule.min_runs
     ratio = recent_mean / baseline_mean if baseline_mean > 0 else 0.0
     firing = enough and baseline_mean > 0 and recent_mean > rule.factor * baseline_mean
-    slowest = sorted(recent, key=lambda item: item[1], reverse=True)[:5]
+    slowest = runs.ranked(lo, hi, EVIDENCE_RUNS) if firing else []
     return job_verdict(
         rule,
         job,
@@ -167,8 +173,8 @@ def duration_regression(
             "baseline_mean_seconds": baseline_mean,
             "ratio": ratio,
             "factor": rule.factor,
-            "recent_runs": len(recent),
-            "baseline_runs": len(baseline),
+            "recent_runs": recent_runs,
+            "baseline_runs": baseline_runs,
             "min_runs": rule.min_runs,
             "window_seconds": rule.window.total_seconds(),
             "baseline_seconds": rule.baseline.total_seconds(),
@@ -177,5 +183,7 @@ def duration_regression(
     )
 
 
-def _mean(durations: list[tuple[int, float]]) -> float:
-    return sum(seconds for _, seconds in durations) / len(durations) if durations else 0.0
+def baseline_hours(window_start: datetime, baseline: timedelta) -> tuple[int, int]:
+    """Return the hours [first, end), counted from the Unix epoch, that make up a baseline."""
+    first = -(-micros(window_start - baseline) // HOUR_US)
+    return first, micros(window_start) // HOUR_US

@@ -13,7 +13,8 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from watchdog.kinds.common import abandoned_runs, in_window
+from watchdog.history import from_micros, micros
+from watchdog.kinds.common import abandoned_runs, open_runs
 from watchdog.models import SCHEDULER_JOBID, Fact, Run, Snapshot, Verdict
 from watchdog.rules import Rule
 
@@ -72,12 +73,11 @@ def scheduler_down(rule: Rule, snapshot: Snapshot, now: datetime) -> list[Verdic
     )]
 
 
-def open_runs(snapshot: Snapshot) -> list[Run]:
+def all_open_runs(snapshot: Snapshot) -> list[Run]:
     """Return runs in flight now, leaving out abandoned ones that pg_cron will never end."""
     result: list[Run] = []
-    for runs in snapshot.runs_by_job.values():
-        abandoned = abandoned_runs(runs, snapshot)
-        result.extend(run for run in runs if run.in_flight and run.runid not in abandoned)
+    for runs in snapshot.history.jobs.values():
+        result.extend(open_runs(runs, snapshot))
     return sorted(result, key=lambda run: run.runid)
 
 
@@ -88,25 +88,29 @@ def saturated_since(snapshot: Snapshot, limit: int) -> datetime | None:
     are no longer in flight (pg_cron's `server restarted` rows) have no known
     end and are left out.
     """
-    open_now = {run.runid for run in open_runs(snapshot)}
-    changes: list[tuple[datetime, int]] = []
-    for run in snapshot.runs:
-        if run.runid in open_now:
-            changes.append((run.started, 1))
-        elif run.finished and run.start_time is not None and run.end_time is not None:
-            changes.append((run.start_time, 1))
-            changes.append((run.end_time, -1))
+    open_now = {run.runid for run in all_open_runs(snapshot)}
+    changes: list[tuple[int, int]] = []
+    for runs in snapshot.history.jobs.values():
+        for _, start, end in runs.succeeded_intervals():
+            changes.append((start, 1))
+            changes.append((end, -1))
+        for run in runs.other_runs():
+            if run.runid in open_now:
+                changes.append((micros(run.started), 1))
+            elif run.finished and run.start_time is not None and run.end_time is not None:
+                changes.append((micros(run.start_time), 1))
+                changes.append((micros(run.end_time), -1))
     # At equal times an end comes before a start, so a hand-over is not saturation.
-    changes.sort(key=lambda change: (change[0], change[1]))
+    changes.sort()
     in_flight = 0
-    since: datetime | None = None
+    since: int | None = None
     for moment, step in changes:
         in_flight += step
         if in_flight >= limit and since is None:
             since = moment
         elif in_flight < limit:
             since = None
-    return since
+    return from_micros(since) if since is not None else None
 
 
 def concurrency_saturated(rule: Rule, snapshot: Snapshot, now: datetime) -> list[Verdict]:
@@ -115,7 +119,7 @@ def concurrency_saturated(rule: Rule, snapshot: Snapshot, now: datetime) -> list
     if status is None or status.max_running_jobs is None:
         return []
     limit = status.max_running_jobs
-    running = open_runs(snapshot)
+    running = all_open_runs(snapshot)
     since = saturated_since(snapshot, limit) if len(running) >= limit else None
     lasted = (now - since).total_seconds() if since is not None else 0.0
     firing = since is not None and lasted >= rule.saturated_for.total_seconds()
@@ -231,19 +235,18 @@ def infrastructure_outcomes(rule: Rule, snapshot: Snapshot, now: datetime) -> li
     """
     start = now - rule.window
     hits: list[tuple[datetime, str, str, int]] = []
-    for jobid, runs in snapshot.runs_by_job.items():
+    for jobid, runs in snapshot.history.jobs.items():
         job = snapshot.jobs.get(jobid) or snapshot.known_jobs.get(jobid)
         if job is not None and not rule.selects(job):
             continue
         label = job.label if job is not None else f"job {jobid}"
-        for run in in_window(runs, start, now):
+        for run in runs.others_in(start, now):
             if run.infrastructure_failure:
                 reason = (run.return_message or "").strip().lower()
                 hits.append((run.started, reason, label, run.runid))
         for runid, moment in abandoned_runs(runs, snapshot).items():
             if start <= moment <= now:
-                status = next(run.status for run in runs if run.runid == runid)
-                hits.append((moment, f"abandoned:{status}", label, runid))
+                hits.append((moment, f"abandoned:{runs.others[runid].status}", label, runid))
 
     jobs = {label for _, _, label, _ in hits}
     return [_verdict(
@@ -320,5 +323,5 @@ def _saturation(snapshot: Snapshot) -> tuple[int, int] | None:
     status = snapshot.scheduler
     if status is None or status.max_running_jobs is None:
         return None
-    in_flight = len(open_runs(snapshot))
+    in_flight = len(all_open_runs(snapshot))
     return (in_flight, status.max_running_jobs) if in_flight >= status.max_running_jobs else None

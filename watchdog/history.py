@@ -1,0 +1,475 @@
+"""The runs of one target, kept between poll cycles in a compact form.
+
+A day of runs of a large fleet takes hundreds of megabytes as Python objects,
+and rules that walk them each cycle cost seconds of CPU. Most runs succeed,
+and the rules need three numbers from a succeeded run: when it started, its
+runid and how long it took. So each job keeps its succeeded runs as columns of
+integers in start order, with running totals of their durations, and keeps
+every other run (failed, in flight, without timestamps) as a Run. Counting a
+window or taking its mean costs two binary searches.
+
+Succeeded durations also go into hourly buckets per job. Those hold long
+baselines (days) after the columns have been trimmed to the longest window.
+
+All times in the columns are microseconds since the Unix epoch, and durations
+are microseconds, so sums are exact integers and do not depend on the order
+in which runs arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from watchdog.models import Run
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+HOUR_US = 3_600_000_000
+# Hourly buckets span at most this many hours per job. A hand-edited row far in the
+# past or future would otherwise grow the bucket array by millions of entries.
+MAX_BUCKET_HOURS = 24 * 400
+
+FORMAT_VERSION = 1
+
+
+def micros(moment: datetime) -> int:
+    """Return a datetime as microseconds since the Unix epoch."""
+    return (moment - EPOCH) // MICROSECOND
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def columnar(run: Run) -> bool:
+    """Tell whether a run is kept in the columns: succeeded, with both timestamps."""
+    return run.status == "succeeded" and run.start_time is not None and run.end_time is not None
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Succeeded runs of one job in one hour, summed, as read from the database at start-up."""
+
+    jobid: int
+    hour: int  # hours since the Unix epoch
+    runs: int
+    total_us: int
+
+
+class JobRuns:
+    """One job's runs: succeeded ones as columns, the rest as Run objects, and hourly sums."""
+
+    __slots__ = (
+        "_others_sorted",
+        "base_total",
+        "cut_off",
+        "durations",
+        "hour_base",
+        "hour_runs",
+        "hour_totals",
+        "newest",
+        "next_dropped",
+        "others",
+        "runids",
+        "starts",
+        "totals",
+    )
+
+    def __init__(self) -> None:
+        self.starts = array("q")
+        self.runids = array("q")
+        self.durations = array("q")
+        # totals[i] = base_total + durations[0] + ... + durations[i]
+        self.totals = array("q")
+        self.base_total = 0
+        self.others: dict[int, Run] = {}
+        self._others_sorted: list[Run] | None = None
+        self.newest: Run | None = None
+        self.hour_base = 0
+        self.hour_runs = array("q")
+        self.hour_totals = array("q")
+        # The last trim's cut-off in microseconds: runs that started before it are gone.
+        self.cut_off: int | None = None
+        # For a run in flight, the lowest newer runid of a run no longer held (trimmed,
+        # or summarized at start-up), whose start time is gone but before the cut-off.
+        self.next_dropped: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.starts) + len(self.others)
+
+    # --- Writing
+
+    def add(self, run: Run) -> Run:
+        """Add a new run or replace a re-read one; return the run as stored.
+
+        A re-read run keeps the `seen_at` of its first sight.
+        """
+        if known_column(self, run):
+            return run
+        known = self.others.pop(run.runid, None)
+        if known is not None:
+            self._others_sorted = None
+            if known.seen_at != run.seen_at:
+                run = replace(run, seen_at=known.seen_at)
+        if self.newest is None or run.runid >= self.newest.runid:
+            if self.newest is not None and self.newest.runid == run.runid:
+                run = replace(run, seen_at=self.newest.seen_at)
+            self.newest = run
+        if columnar(run):
+            assert run.start_time is not None and run.end_time is not None
+            start = micros(run.start_time)
+            duration = (run.end_time - run.start_time) // MICROSECOND
+            self._insert_column(start, run.runid, duration)
+            self.add_bucket(start // HOUR_US, 1, duration)
+        else:
+            self.others[run.runid] = run
+            self._others_sorted = None
+        return run
+
+    def note_newest(self, run: Run) -> None:
+        """Record the newest run of the job when it lies outside the columns' window."""
+        if run.runid not in self.others:
+            self._note_dropped([run.runid])
+        if self.newest is None or run.runid > self.newest.runid:
+            self.newest = run
+
+    def _insert_column(self, start: int, runid: int, duration: int) -> None:
+        if not self.starts or start >= self.starts[-1]:
+            previous = self.totals[-1] if self.totals else self.base_total
+            self.starts.append(start)
+            self.runids.append(runid)
+            self.durations.append(duration)
+            self.totals.append(previous + duration)
+            return
+        index = bisect_right(self.starts, start)
+        self.starts.insert(index, start)
+        self.runids.insert(index, runid)
+        self.durations.insert(index, duration)
+        self.totals.insert(index, 0)
+        running = self.totals[index - 1] if index else self.base_total
+        for position in range(index, len(self.totals)):
+            running += self.durations[position]
+            self.totals[position] = running
+
+    def add_bucket(self, hour: int, runs: int, total_us: int) -> None:
+        """Add succeeded runs to an hour's bucket."""
+        if not self.hour_runs:
+            self.hour_base = hour
+        elif hour < self.hour_base:
+            if self.hour_base + len(self.hour_runs) - hour > MAX_BUCKET_HOURS:
+                return
+            padding = array("q", bytes(8 * (self.hour_base - hour)))
+            self.hour_runs[0:0] = padding
+            self.hour_totals[0:0] = padding
+            self.hour_base = hour
+        index = hour - self.hour_base
+        if index >= MAX_BUCKET_HOURS:
+            drop = index - MAX_BUCKET_HOURS + 1
+            self._drop_hours(drop)
+            index -= drop
+        if index >= len(self.hour_runs):
+            padding = array("q", bytes(8 * (index + 1 - len(self.hour_runs))))
+            self.hour_runs.extend(padding)
+            self.hour_totals.extend(padding)
+        self.hour_runs[index] += runs
+        self.hour_totals[index] += total_us
+
+    def _drop_hours(self, count: int) -> None:
+        count = min(count, len(self.hour_runs))
+        del self.hour_runs[:count]
+        del self.hour_totals[:count]
+        self.hour_base += count
+
+    def trim(self, columns_before: int, buckets_before: int) -> int:
+        """Drop succeeded runs and finished others that started before `columns_before`,
+        and buckets of hours before the one holding `buckets_before`; return runs dropped.
+        """
+        self.cut_off = columns_before
+        cut = bisect_left(self.starts, columns_before)
+        if cut:
+            self._note_dropped(self.runids[:cut])
+            self.base_total = self.totals[cut - 1]
+            for column in (self.starts, self.runids, self.durations, self.totals):
+                del column[:cut]
+        stale = [
+            runid for runid, run in self.others.items()
+            if run.finished and micros(run.started) < columns_before
+        ]
+        for runid in stale:
+            del self.others[runid]
+        if stale:
+            self._note_dropped(stale)
+            self._others_sorted = None
+        self.next_dropped = {
+            runid: newer for runid, newer in self.next_dropped.items() if runid in self.others
+        }
+        first_hour = buckets_before // HOUR_US
+        if self.hour_runs and first_hour > self.hour_base:
+            self._drop_hours(first_hour - self.hour_base)
+        return cut + len(stale)
+
+    def _note_dropped(self, runids: Iterable[int]) -> None:
+        """Remember, for each run in flight, the lowest of `runids` above its own."""
+        waiting = [run.runid for run in self.others.values() if run.in_flight]
+        if not waiting:
+            return
+        dropped = sorted(runids)
+        for runid in waiting:
+            index = bisect_right(dropped, runid)
+            if index < len(dropped):
+                known = self.next_dropped.get(runid)
+                newer = dropped[index]
+                self.next_dropped[runid] = newer if known is None else min(known, newer)
+
+    def reset_order(self) -> None:
+        self._others_sorted = None
+
+    # --- Reading
+
+    def other_runs(self) -> list[Run]:
+        """Return the runs kept as objects (failed, in flight, ...), in runid order."""
+        if self._others_sorted is None:
+            self._others_sorted = sorted(self.others.values(), key=lambda run: run.runid)
+        return self._others_sorted
+
+    def others_in(self, start: datetime, end: datetime) -> list[Run]:
+        """Return the non-column runs placed (by start, else first sight) in [start, end]."""
+        return [run for run in self.other_runs() if start <= run.started <= end]
+
+    def span(self, start: datetime, end: datetime) -> tuple[int, int]:
+        """Return the column slice [lo, hi) of succeeded runs that started in [start, end]."""
+        return bisect_left(self.starts, micros(start)), bisect_right(self.starts, micros(end))
+
+    def total_us(self, lo: int, hi: int) -> int:
+        """Return the summed duration of columns [lo, hi)."""
+        if hi <= lo:
+            return 0
+        before = self.totals[lo - 1] if lo else self.base_total
+        return self.totals[hi - 1] - before
+
+    def ranked(self, lo: int, hi: int, count: int, slowest: bool = True) -> list[tuple[int, float]]:
+        """Return (runid, seconds) of the `count` slowest (or fastest) runs in columns [lo, hi).
+
+        Ties go to the run that started first.
+        """
+        order = sorted(
+            range(lo, hi),
+            key=lambda i: (-self.durations[i] if slowest else self.durations[i], i),
+        )[:count]
+        return [(self.runids[i], self.durations[i] / 1e6) for i in order]
+
+    def bucket_sums(self, first_hour: int, end_hour: int) -> tuple[int, int]:
+        """Return (runs, total microseconds) of hours in [first_hour, end_hour)."""
+        lo = max(first_hour - self.hour_base, 0)
+        hi = min(end_hour - self.hour_base, len(self.hour_runs))
+        if hi <= lo:
+            return 0, 0
+        return sum(self.hour_runs[lo:hi]), sum(self.hour_totals[lo:hi])
+
+    def latest_start(self) -> datetime | None:
+        """Return the latest placement time of any held run."""
+        latest = self.starts[-1] if self.starts else None
+        moment = from_micros(latest) if latest is not None else None
+        for run in self.others.values():
+            if moment is None or run.started > moment:
+                moment = run.started
+        if self.newest is not None and (moment is None or self.newest.started > moment):
+            moment = self.newest.started
+        return moment
+
+    def next_start_after(self, runid: int) -> datetime | None:
+        """Return when the job's next run after `runid` started, or None when it has none.
+
+        When the next run is no longer held, it started before the last trim's
+        cut-off, which is returned instead: a moment before every window.
+        """
+        best: tuple[int, datetime] | None = None
+        for other in self.others.values():
+            if other.runid > runid and (best is None or other.runid < best[0]):
+                best = (other.runid, other.started)
+        if self.newest is not None and self.newest.runid > runid:
+            for position, candidate in enumerate(self.runids):
+                if candidate > runid and (best is None or candidate < best[0]):
+                    best = (candidate, from_micros(self.starts[position]))
+        dropped = self.next_dropped.get(runid)
+        if dropped is not None and self.cut_off is not None and (
+                best is None or dropped < best[0]):
+            return from_micros(self.cut_off)
+        return best[1] if best is not None else None
+
+    def succeeded_intervals(self) -> Iterator[tuple[int, int, int]]:
+        """Yield (runid, start, end) in microseconds of every succeeded run in the columns."""
+        for runid, start, duration in zip(self.runids, self.starts, self.durations, strict=True):
+            yield runid, start, start + duration
+
+
+def known_column(job: JobRuns, run: Run) -> bool:
+    """Tell whether a succeeded run is already in the columns.
+
+    Only a run at or below the newest runid can be; runids are in start order,
+    not runid order, so the check is a scan. The cursor normally prevents it.
+    """
+    return (
+        job.newest is not None and run.runid <= job.newest.runid and run.runid not in job.others
+        and columnar(run) and run.runid in job.runids
+    )
+
+
+_EMPTY = JobRuns()
+
+
+class RunHistory:
+    """Every job's runs of one target, plus the cursor: the highest runid read."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, JobRuns] = {}
+        self.cursor: int | None = None
+        self._open: set[int] = set()
+        self.changed = False
+
+    @classmethod
+    def from_runs(cls, runs: Iterable[Run]) -> RunHistory:
+        history = cls()
+        history.upsert(runs)
+        return history
+
+    def __len__(self) -> int:
+        return sum(len(job) for job in self.jobs.values())
+
+    def job(self, jobid: int) -> JobRuns:
+        """Return the runs of a job; an empty record for a job with none."""
+        return self.jobs.get(jobid, _EMPTY)
+
+    def _held(self, jobid: int) -> JobRuns:
+        """Return the runs of a job, adding an empty record the first time."""
+        job = self.jobs.get(jobid)
+        if job is None:
+            job = self.jobs[jobid] = JobRuns()
+        return job
+
+    def upsert(self, runs: Iterable[Run]) -> None:
+        for run in runs:
+            self.changed = True
+            self._held(run.jobid).add(run)
+            if run.in_flight or not run.finished:
+                self._open.add(run.runid)
+            else:
+                self._open.discard(run.runid)
+
+    def add_buckets(self, buckets: Iterable[Bucket]) -> None:
+        for bucket in buckets:
+            self.changed = True
+            self._held(bucket.jobid).add_bucket(
+                bucket.hour, bucket.runs, bucket.total_us)
+
+    def note_newest(self, runs: Iterable[Run]) -> None:
+        for run in runs:
+            self.changed = True
+            self._held(run.jobid).note_newest(run)
+
+    def open_runids(self) -> list[int]:
+        """Return the runids of runs whose status was not final when last read."""
+        return sorted(self._open)
+
+    def forget(self, runids: Iterable[int]) -> None:
+        """Drop runs that vanished from the database (purged) from the runs kept as objects."""
+        for runid in runids:
+            self._open.discard(runid)
+            for job in self.jobs.values():
+                if job.others.pop(runid, None) is not None:
+                    job.reset_order()
+                    self.changed = True
+                    break
+
+    def trim(self, columns_before: datetime, buckets_before: datetime) -> int:
+        """Drop runs and buckets older than the windows need; return runs dropped."""
+        dropped = 0
+        columns_us, buckets_us = micros(columns_before), micros(buckets_before)
+        for job in self.jobs.values():
+            dropped += job.trim(columns_us, buckets_us)
+        if dropped:
+            self.changed = True
+            held = {runid for job in self.jobs.values() for runid in job.others}
+            self._open &= held
+        return dropped
+
+    # --- Saving and loading
+
+    def to_bytes(self) -> bytes:
+        """Serialize to a JSON header line followed by the columns' raw bytes."""
+        jobs = []
+        chunks: list[bytes] = []
+        for jobid, job in self.jobs.items():
+            jobs.append({
+                "jobid": jobid, "base_total": job.base_total, "columns": len(job.starts),
+                "cut_off": job.cut_off, "next_dropped": list(job.next_dropped.items()),
+                "hour_base": job.hour_base, "hours": len(job.hour_runs),
+                "newest": _run_to_list(job.newest) if job.newest else None,
+                "others": [_run_to_list(run) for run in job.others.values()],
+            })
+            chunks.extend(column.tobytes() for column in (
+                job.starts, job.runids, job.durations, job.totals, job.hour_runs,
+                job.hour_totals))
+        header = {"version": FORMAT_VERSION, "byteorder": sys.byteorder, "cursor": self.cursor,
+                  "open": sorted(self._open), "jobs": jobs}
+        return json.dumps(header, separators=(",", ":")).encode() + b"\n" + b"".join(chunks)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RunHistory:
+        """Rebuild a history saved by to_bytes; raise ValueError on a format it cannot read."""
+        line_end = data.index(b"\n")
+        header = json.loads(data[:line_end])
+        if header.get("version") != FORMAT_VERSION or header.get("byteorder") != sys.byteorder:
+            raise ValueError(f"saved run history has format {header.get('version')!r}"
+                             f" ({header.get('byteorder')}), expected {FORMAT_VERSION}")
+        history = cls()
+        history.cursor = header["cursor"]
+        history._open = set(header["open"])
+        offset = line_end + 1
+        for entry in header["jobs"]:
+            job = JobRuns()
+            job.base_total = entry["base_total"]
+            job.cut_off = entry["cut_off"]
+            job.next_dropped = dict(entry["next_dropped"])
+            job.hour_base = entry["hour_base"]
+            sizes = [entry["columns"]] * 4 + [entry["hours"]] * 2
+            columns = (job.starts, job.runids, job.durations, job.totals, job.hour_runs,
+                       job.hour_totals)
+            for column, size in zip(columns, sizes, strict=True):
+                column.frombytes(data[offset:offset + 8 * size])
+                offset += 8 * size
+            job.newest = _run_from_list(entry["newest"]) if entry["newest"] else None
+            job.others = {run.runid: run for run in map(_run_from_list, entry["others"])}
+            history.jobs[entry["jobid"]] = job
+        if offset != len(data):
+            raise ValueError("saved run history is truncated or has trailing bytes")
+        return history
+
+
+def _run_to_list(run: Run) -> list[Any]:
+    return [run.runid, run.jobid, run.status, run.return_message, _iso(run.start_time),
+            _iso(run.end_time), run.seen_at.isoformat()]
+
+
+def _run_from_list(values: list[Any]) -> Run:
+    runid, jobid, status, message, start, end, seen = values
+    return Run(runid=runid, jobid=jobid, status=status, return_message=message,
+               start_time=_parse(start), end_time=_parse(end),
+               seen_at=datetime.fromisoformat(seen))
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _parse(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text is not None else None
+
+
