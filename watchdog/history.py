@@ -18,6 +18,7 @@ in which runs arrived.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from array import array
@@ -39,6 +40,8 @@ MAX_BUCKET_HOURS = 24 * 400
 FORMAT_VERSION = 1
 
 
+# Windows of one cycle share their bounds, so most conversions repeat.
+@functools.lru_cache(maxsize=1024)
 def micros(moment: datetime) -> int:
     """Return a datetime as microseconds since the Unix epoch."""
     return (moment - EPOCH) // MICROSECOND
@@ -67,6 +70,7 @@ class JobRuns:
     """One job's runs: succeeded ones as columns, the rest as Run objects, and hourly sums."""
 
     __slots__ = (
+        "_by_start",
         "_others_sorted",
         "base_total",
         "cut_off",
@@ -91,6 +95,8 @@ class JobRuns:
         self.base_total = 0
         self.others: dict[int, Run] = {}
         self._others_sorted: list[Run] | None = None
+        # The others in placement order, with their placement times, for window lookups.
+        self._by_start: tuple[list[datetime], list[Run]] | None = None
         self.newest: Run | None = None
         self.hour_base = 0
         self.hour_runs = array("q")
@@ -115,7 +121,7 @@ class JobRuns:
             return run
         known = self.others.pop(run.runid, None)
         if known is not None:
-            self._others_sorted = None
+            self.reset_order()
             if known.seen_at != run.seen_at:
                 run = replace(run, seen_at=known.seen_at)
         if self.newest is None or run.runid >= self.newest.runid:
@@ -130,7 +136,7 @@ class JobRuns:
             self.add_bucket(start // HOUR_US, 1, duration)
         else:
             self.others[run.runid] = run
-            self._others_sorted = None
+            self.reset_order()
         return run
 
     def note_newest(self, run: Run) -> None:
@@ -206,7 +212,7 @@ class JobRuns:
             del self.others[runid]
         if stale:
             self._note_dropped(stale)
-            self._others_sorted = None
+            self.reset_order()
         self.next_dropped = {
             runid: newer for runid, newer in self.next_dropped.items() if runid in self.others
         }
@@ -230,6 +236,7 @@ class JobRuns:
 
     def reset_order(self) -> None:
         self._others_sorted = None
+        self._by_start = None
 
     # --- Reading
 
@@ -240,8 +247,15 @@ class JobRuns:
         return self._others_sorted
 
     def others_in(self, start: datetime, end: datetime) -> list[Run]:
-        """Return the non-column runs placed (by start, else first sight) in [start, end]."""
-        return [run for run in self.other_runs() if start <= run.started <= end]
+        """Return the non-column runs placed (by start, else first sight) in [start, end],
+        in placement order."""
+        if not self.others:
+            return []
+        if self._by_start is None:
+            ordered = sorted(self.others.values(), key=lambda run: (run.started, run.runid))
+            self._by_start = ([run.started for run in ordered], ordered)
+        keys, ordered = self._by_start
+        return ordered[bisect_left(keys, start):bisect_right(keys, end)]
 
     def span(self, start: datetime, end: datetime) -> tuple[int, int]:
         """Return the column slice [lo, hi) of succeeded runs that started in [start, end]."""
@@ -277,9 +291,13 @@ class JobRuns:
         """Return the latest placement time of any held run."""
         latest = self.starts[-1] if self.starts else None
         moment = from_micros(latest) if latest is not None else None
-        for run in self.others.values():
-            if moment is None or run.started > moment:
-                moment = run.started
+        if self.others:
+            if self._by_start is None:
+                self.others_in(EPOCH, EPOCH)
+            assert self._by_start is not None
+            last_other = self._by_start[0][-1]
+            if moment is None or last_other > moment:
+                moment = last_other
         if self.newest is not None and (moment is None or self.newest.started > moment):
             moment = self.newest.started
         return moment

@@ -366,14 +366,12 @@ def read_older_runs(
         " FROM runs GROUP BY 1, 2",
         (low, high),
     )
-    rows = cur.fetchall()
-    for setting in SUMMARY_SETTINGS:
-        cur.execute(f"RESET {setting.split()[2]}")
     buckets: list[Bucket] = []
     newest: dict[int, int] = {}
     last_starts: dict[int, datetime] = {}
     wanted: set[int] = set()
-    for row in rows:
+    # Row by row: a week of a large fleet is some 170,000 groups, too many to hold as dicts.
+    for row in cur:
         jobid = int(row["jobid"])
         if row["hour"] is not None and row["runs"]:
             buckets.append(Bucket(jobid, int(row["hour"]), int(row["runs"]),
@@ -383,6 +381,8 @@ def read_older_runs(
         if started is not None and (jobid not in last_starts or started > last_starts[jobid]):
             last_starts[jobid] = started
         wanted.update(row["open"] or ())
+    for setting in SUMMARY_SETTINGS:
+        cur.execute(f"RESET {setting.split()[2]}")
     wanted.update(newest.values())
     runs: list[Run] = []
     if wanted:
