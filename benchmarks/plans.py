@@ -68,6 +68,11 @@ class _RecordingCursor:
         self._sent.append(SentQuery(text, tuple(params) if params is not None else None))
         return self._cursor.execute(query, params)
 
+    def stream(self, query: Any, params: Any = None) -> Any:
+        text = query if isinstance(query, str) else query.as_string(self._cursor)
+        self._sent.append(SentQuery(text, tuple(params) if params is not None else None))
+        return self._cursor.stream(query, params)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cursor, name)
 

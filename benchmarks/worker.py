@@ -79,6 +79,12 @@ class _TimedCursor:
             text = self._source.sent[-1].text if self._source.sent else str(query)
             self._source.by_statement[text] = self._source.by_statement.get(text, 0.0) + elapsed
 
+    def stream(self, query: Any, params: Any = None) -> Any:
+        # The rows arrive while the caller iterates, so the whole iteration is timed.
+        started = time.perf_counter()
+        yield from self._cursor.stream(query, params)
+        self._source.database_seconds += time.perf_counter() - started
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cursor, name)
 

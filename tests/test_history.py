@@ -140,7 +140,7 @@ def test_unreadable_saved_history_starts_empty(tmp_path: Path) -> None:
     store.history(TARGET).upsert([run(1)])
     store.close()
     store = StateStore(path)
-    store._db.execute("UPDATE run_history SET data = ?", (b'{"version": 99}\n',))
+    store._db.execute("UPDATE run_history SET header = ?", ('{"version": 99}',))
     store._histories.clear()
 
     assert len(store.history(TARGET)) == 0
@@ -163,7 +163,7 @@ def test_round_trip_and_window_sums_match_a_plain_sum(
         for runid, (minutes, micro, status) in enumerate(specs, start=1)
     ]
     history = RunHistory.from_runs(runs)
-    loaded = RunHistory.from_bytes(history.to_bytes())
+    loaded = RunHistory.from_records(history.header(), history.changed_jobs())
     end = NOW - timedelta(minutes=end_minutes)
     start = end - timedelta(minutes=length)
 

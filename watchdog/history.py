@@ -74,6 +74,7 @@ class JobRuns:
         "_others_sorted",
         "base_total",
         "cut_off",
+        "dirty",
         "durations",
         "hour_base",
         "hour_runs",
@@ -106,6 +107,8 @@ class JobRuns:
         # For a run in flight, the lowest newer runid of a run no longer held (trimmed,
         # or summarized at start-up), whose start time is gone but before the cut-off.
         self.next_dropped: dict[int, int] = {}
+        # True when the job changed since it was last saved.
+        self.dirty = True
 
     def __len__(self) -> int:
         return len(self.starts) + len(self.others)
@@ -119,6 +122,7 @@ class JobRuns:
         """
         if known_column(self, run):
             return run
+        self.dirty = True
         known = self.others.pop(run.runid, None)
         if known is not None:
             self.reset_order()
@@ -141,6 +145,7 @@ class JobRuns:
 
     def note_newest(self, run: Run) -> None:
         """Record the newest run of the job when it lies outside the columns' window."""
+        self.dirty = True
         if run.runid not in self.others:
             self._note_dropped([run.runid])
         if self.newest is None or run.runid > self.newest.runid:
@@ -166,6 +171,7 @@ class JobRuns:
 
     def add_bucket(self, hour: int, runs: int, total_us: int) -> None:
         """Add succeeded runs to an hour's bucket."""
+        self.dirty = True
         if not self.hour_runs:
             self.hour_base = hour
         elif hour < self.hour_base:
@@ -219,6 +225,9 @@ class JobRuns:
         first_hour = buckets_before // HOUR_US
         if self.hour_runs and first_hour > self.hour_base:
             self._drop_hours(first_hour - self.hour_base)
+            self.dirty = True
+        if cut or stale:
+            self.dirty = True
         return cut + len(stale)
 
     def _note_dropped(self, runids: Iterable[int]) -> None:
@@ -328,6 +337,46 @@ class JobRuns:
             yield runid, start, start + duration
 
 
+    # --- Saving and loading
+
+    def to_record(self) -> bytes:
+        """Serialize to a JSON line followed by the raw bytes of the columns."""
+        header = json.dumps({
+            "base_total": self.base_total, "columns": len(self.starts),
+            "cut_off": self.cut_off, "next_dropped": list(self.next_dropped.items()),
+            "hour_base": self.hour_base, "hours": len(self.hour_runs),
+            "newest": _run_to_list(self.newest) if self.newest else None,
+            "others": [_run_to_list(run) for run in self.others.values()],
+        }, separators=(",", ":")).encode()
+        return b"".join([header, b"\n", *self._columns()])
+
+    def _columns(self) -> tuple[array[int], ...]:
+        return (self.starts, self.runids, self.durations, self.totals, self.hour_runs,
+                self.hour_totals)
+
+    @classmethod
+    def from_record(cls, record: bytes) -> JobRuns:
+        line_end = record.index(b"\n")
+        fields = json.loads(record[:line_end])
+        job = cls()
+        job.base_total = fields["base_total"]
+        job.cut_off = fields["cut_off"]
+        job.next_dropped = dict(fields["next_dropped"])
+        job.hour_base = fields["hour_base"]
+        sizes = [fields["columns"]] * 4 + [fields["hours"]] * 2
+        view = memoryview(record)
+        offset = line_end + 1
+        for column, size in zip(job._columns(), sizes, strict=True):
+            column.frombytes(view[offset:offset + 8 * size])
+            offset += 8 * size
+        if offset != len(record):
+            raise ValueError("saved run history of a job is truncated or has trailing bytes")
+        job.newest = _run_from_list(fields["newest"]) if fields["newest"] else None
+        job.others = {run.runid: run for run in map(_run_from_list, fields["others"])}
+        job.dirty = False
+        return job
+
+
 def known_column(job: JobRuns, run: Run) -> bool:
     """Tell whether a succeeded run is already in the columns.
 
@@ -381,11 +430,9 @@ class RunHistory:
             else:
                 self._open.discard(run.runid)
 
-    def add_buckets(self, buckets: Iterable[Bucket]) -> None:
-        for bucket in buckets:
-            self.changed = True
-            self._held(bucket.jobid).add_bucket(
-                bucket.hour, bucket.runs, bucket.total_us)
+    def add_bucket(self, bucket: Bucket) -> None:
+        self.changed = True
+        self._held(bucket.jobid).add_bucket(bucket.hour, bucket.runs, bucket.total_us)
 
     def note_newest(self, runs: Iterable[Run]) -> None:
         for run in runs:
@@ -403,6 +450,7 @@ class RunHistory:
             for job in self.jobs.values():
                 if job.others.pop(runid, None) is not None:
                     job.reset_order()
+                    job.dirty = True
                     self.changed = True
                     break
 
@@ -420,54 +468,36 @@ class RunHistory:
 
     # --- Saving and loading
 
-    def to_bytes(self) -> bytes:
-        """Serialize to a JSON header line followed by the columns' raw bytes."""
-        jobs = []
-        chunks: list[bytes] = []
+    def header(self) -> str:
+        """Return the history's own fields as JSON; each job is saved apart by `changed_jobs`."""
+        return json.dumps({"version": FORMAT_VERSION, "byteorder": sys.byteorder,
+                           "cursor": self.cursor, "open": sorted(self._open)})
+
+    def changed_jobs(self) -> Iterator[tuple[int, bytes]]:
+        """Yield (jobid, record) of every job changed since the last call."""
         for jobid, job in self.jobs.items():
-            jobs.append({
-                "jobid": jobid, "base_total": job.base_total, "columns": len(job.starts),
-                "cut_off": job.cut_off, "next_dropped": list(job.next_dropped.items()),
-                "hour_base": job.hour_base, "hours": len(job.hour_runs),
-                "newest": _run_to_list(job.newest) if job.newest else None,
-                "others": [_run_to_list(run) for run in job.others.values()],
-            })
-            chunks.extend(column.tobytes() for column in (
-                job.starts, job.runids, job.durations, job.totals, job.hour_runs,
-                job.hour_totals))
-        header = {"version": FORMAT_VERSION, "byteorder": sys.byteorder, "cursor": self.cursor,
-                  "open": sorted(self._open), "jobs": jobs}
-        return json.dumps(header, separators=(",", ":")).encode() + b"\n" + b"".join(chunks)
+            if job.dirty:
+                job.dirty = False
+                yield jobid, job.to_record()
+
+    def mark_unsaved(self) -> None:
+        """Mark every job as changed, after a save that failed part-way."""
+        self.changed = True
+        for job in self.jobs.values():
+            job.dirty = True
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> RunHistory:
-        """Rebuild a history saved by to_bytes; raise ValueError on a format it cannot read."""
-        line_end = data.index(b"\n")
-        header = json.loads(data[:line_end])
-        if header.get("version") != FORMAT_VERSION or header.get("byteorder") != sys.byteorder:
-            raise ValueError(f"saved run history has format {header.get('version')!r}"
-                             f" ({header.get('byteorder')}), expected {FORMAT_VERSION}")
+    def from_records(cls, header: str, jobs: Iterable[tuple[int, bytes]]) -> RunHistory:
+        """Rebuild a saved history; raise ValueError on a format this version cannot read."""
+        fields = json.loads(header)
+        if fields.get("version") != FORMAT_VERSION or fields.get("byteorder") != sys.byteorder:
+            raise ValueError(f"saved run history has format {fields.get('version')!r}"
+                             f" ({fields.get('byteorder')}), expected {FORMAT_VERSION}")
         history = cls()
-        history.cursor = header["cursor"]
-        history._open = set(header["open"])
-        offset = line_end + 1
-        for entry in header["jobs"]:
-            job = JobRuns()
-            job.base_total = entry["base_total"]
-            job.cut_off = entry["cut_off"]
-            job.next_dropped = dict(entry["next_dropped"])
-            job.hour_base = entry["hour_base"]
-            sizes = [entry["columns"]] * 4 + [entry["hours"]] * 2
-            columns = (job.starts, job.runids, job.durations, job.totals, job.hour_runs,
-                       job.hour_totals)
-            for column, size in zip(columns, sizes, strict=True):
-                column.frombytes(data[offset:offset + 8 * size])
-                offset += 8 * size
-            job.newest = _run_from_list(entry["newest"]) if entry["newest"] else None
-            job.others = {run.runid: run for run in map(_run_from_list, entry["others"])}
-            history.jobs[entry["jobid"]] = job
-        if offset != len(data):
-            raise ValueError("saved run history is truncated or has trailing bytes")
+        history.cursor = fields["cursor"]
+        history._open = set(fields["open"])
+        for jobid, record in jobs:
+            history.jobs[jobid] = JobRuns.from_record(record)
         return history
 
 

@@ -124,7 +124,7 @@ def take_snapshot(
         store.note_job_definitions(target, jobs.values(), now)
         store.note_last_starts(target, older_starts)
         store.note_last_starts(target, starts)
-        store.save_history(target, now)
+    store.save_history(target, now)
 
     first_seen, last_start = store.jobs_seen(target)
     if new_count:
@@ -174,8 +174,7 @@ def _read_older(
         sums_from < runs_from) else runs_runid
     if sums_runid >= runs_runid:
         return runs_runid - 1, {}
-    older = read_older_runs(cur, sums_runid, runs_runid, now)
-    history.add_buckets(older.buckets)
+    older = read_older_runs(cur, sums_runid, runs_runid, now, history.add_bucket)
     history.upsert(older.open_runs)
     history.note_newest(older.newest)
     return runs_runid - 1, older.last_starts

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -317,12 +317,10 @@ class PgSource:
 class OlderRuns:
     """What the first poll reads of runs older than the columns' window, in one pass.
 
-    `buckets` are hourly sums of succeeded runs, `newest` is each job's newest
-    run in the range, `last_starts` each job's latest start_time there, and
-    `open_runs` are the runs still in flight there.
+    `newest` is each job's newest run in the range, `last_starts` each job's
+    latest start_time there, and `open_runs` the runs still in flight there.
     """
 
-    buckets: list[Bucket]
     newest: list[Run]
     last_starts: dict[int, datetime]
     open_runs: list[Run]
@@ -341,17 +339,21 @@ SUMMARY_SETTINGS = (
 
 
 def read_older_runs(
-    cur: psycopg.Cursor[dict[str, Any]], low: int, high: int, seen_at: datetime
+    cur: psycopg.Cursor[dict[str, Any]], low: int, high: int, seen_at: datetime,
+    add_bucket: Callable[[Bucket], None],
 ) -> OlderRuns:
     """Summarize runs with runid in [low, high) in one range scan of the primary key.
 
     Runs once, on the first poll, for baselines longer than the window of
-    runs kept one by one. Durations are summed in microseconds as exact
+    runs kept one by one. Hourly sums of succeeded runs go to `add_bucket`
+    as they arrive. Durations are summed in microseconds as exact
     numerics, as the incremental path sums them.
     """
     for setting in SUMMARY_SETTINGS:
         cur.execute(setting)
-    cur.execute(
+    # Streamed row by row: a week of a large fleet is some 170,000 groups, which as one
+    # result would take tens of megabytes.
+    rows = cur.stream(
         f"WITH runs AS (SELECT runid, jobid, status, {_plausible('start_time')},"
         f" {_plausible('end_time')} FROM cron.job_run_details"
         " WHERE runid >= %s AND runid < %s AND jobid IS NOT NULL)"
@@ -366,20 +368,18 @@ def read_older_runs(
         " FROM runs GROUP BY 1, 2",
         (low, high),
     )
-    buckets: list[Bucket] = []
     newest: dict[int, int] = {}
     last_starts: dict[int, datetime] = {}
     wanted: set[int] = set()
-    # Row by row: a week of a large fleet is some 170,000 groups, too many to hold as dicts.
-    for row in cur:
+    for row in rows:
         jobid = int(row["jobid"])
         if row["hour"] is not None and row["runs"]:
-            buckets.append(Bucket(jobid, int(row["hour"]), int(row["runs"]),
-                                  int(row["total_us"])))
+            add_bucket(Bucket(jobid, int(row["hour"]), int(row["runs"]),
+                              int(row["total_us"])))
         newest[jobid] = max(newest.get(jobid, 0), int(row["newest"]))
         started = row["last_start"]
-        if started is not None and (jobid not in last_starts or started > last_starts[jobid]):
-            last_starts[jobid] = started
+        if started is not None:
+            last_starts[jobid] = max(started, last_starts.get(jobid, started))
         wanted.update(row["open"] or ())
     for setting in SUMMARY_SETTINGS:
         cur.execute(f"RESET {setting.split()[2]}")
@@ -393,7 +393,6 @@ def read_older_runs(
         runs = [_run(row, seen_at) for row in cur.fetchall()]
     newest_ids = set(newest.values())
     return OlderRuns(
-        buckets=buckets,
         newest=[run for run in runs if run.runid in newest_ids],
         last_starts=last_starts,
         open_runs=[run for run in runs if not run.finished],

@@ -98,11 +98,15 @@ CREATE TABLE job_definitions (
 );
 """
 
-# Version 5: each target's runs are saved as one compact record (see history.py),
-# which loads in milliseconds where a row per run took seconds. The first poll after
+# Version 5: each job's runs are saved as one compact record (see history.py), which
+# loads in milliseconds where a row per run took seconds. The first poll after
 # the upgrade reads the window again from the database.
 _SCHEMA_V5_RUN_HISTORY = """
-CREATE TABLE run_history (target TEXT PRIMARY KEY, saved_at TEXT NOT NULL, data BLOB NOT NULL);
+CREATE TABLE run_history (target TEXT PRIMARY KEY, saved_at TEXT NOT NULL, header TEXT NOT NULL);
+CREATE TABLE run_history_jobs (
+    target TEXT NOT NULL, jobid INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (target, jobid)
+);
 DROP TABLE runs;
 DROP TABLE cursor
 """
@@ -327,12 +331,14 @@ class StateStore:
         if history is not None:
             return history
         row = self._db.execute(
-            "SELECT data FROM run_history WHERE target=?", (target,)
+            "SELECT header FROM run_history WHERE target=?", (target,)
         ).fetchone()
         history = RunHistory()
         if row is not None:
+            jobs = self._db.execute(
+                "SELECT jobid, data FROM run_history_jobs WHERE target=?", (target,))
             try:
-                history = RunHistory.from_bytes(bytes(row["data"]))
+                history = RunHistory.from_records(row["header"], jobs)
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("saved run history of %s is unreadable (%s); reading the window"
                             " again from the database", target, exc)
@@ -342,6 +348,7 @@ class StateStore:
     def reset_history(self, target: str) -> RunHistory:
         """Forget the runs and cursor of a target, keeping alerts and first-seen times."""
         self._db.execute("DELETE FROM run_history WHERE target=?", (target,))
+        self._db.execute("DELETE FROM run_history_jobs WHERE target=?", (target,))
         history = self._histories[target] = RunHistory()
         return history
 
@@ -356,14 +363,30 @@ class StateStore:
         last = self._saved_at.get(target)
         if not force and last is not None and now - last < HISTORY_SAVE_INTERVAL:
             return False
-        self._db.execute(
-            "INSERT INTO run_history (target, saved_at, data) VALUES (?, ?, ?)"
-            " ON CONFLICT (target) DO UPDATE SET saved_at=excluded.saved_at, data=excluded.data",
-            (target, now.isoformat(), history.to_bytes()),
-        )
+        try:
+            self._write_history(target, history, now)
+        except BaseException:
+            history.mark_unsaved()
+            raise
         history.changed = False
         self._saved_at[target] = now
         return True
+
+    def _write_history(self, target: str, history: RunHistory, now: datetime) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO run_history (target, saved_at, header) VALUES (?, ?, ?)"
+                " ON CONFLICT (target) DO UPDATE SET saved_at=excluded.saved_at,"
+                " header=excluded.header",
+                (target, now.isoformat(), history.header()),
+            )
+            # One job at a time, so no copy of the whole history is ever held as bytes.
+            for jobid, record in history.changed_jobs():
+                self._db.execute(
+                    "INSERT INTO run_history_jobs (target, jobid, data) VALUES (?, ?, ?)"
+                    " ON CONFLICT (target, jobid) DO UPDATE SET data=excluded.data",
+                    (target, jobid, record),
+                )
 
     # Jobs
 
