@@ -183,7 +183,8 @@ def print_report(rows: int, report: dict[str, Any]) -> None:
     print(f"   take_snapshot: {report['startup_snapshot_s'] * 1000:6.1f} ms at start-up,"
           f" {report['cycle_snapshot_s'] * 1000:.1f} ms per cycle (wall)")
     print(f"   evaluation: {report['evaluate_cpu_s'] * 1000:9.1f} ms CPU per cycle over"
-          f" {report['runs_in_snapshot']:,} runs in the snapshot")
+          f" {report['runs_in_snapshot']:,} runs in the snapshot,"
+          f" {report['startup_evaluate_cpu_s'] * 1000:.1f} ms at start-up")
     print(f"   peak RSS:   {report['peak_rss_mb']:9.1f} MB")
     for text, milliseconds in report["last_cycle_statements_ms"].items():
         print(f"      {milliseconds:7.2f} ms  {text[:90]}")

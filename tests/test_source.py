@@ -174,3 +174,26 @@ def test_unreachable_database_masks_password(store: StateStore) -> None:
     message = str(caught.value)
     assert "cannot connect to postgresql://watch:***@127.0.0.1" in message
     assert "hunter2" not in message
+
+
+def test_longer_window_after_reload_reads_the_history_again(
+    pg: Conn, pg_cluster: PgCronCluster, store: StateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    jobid = schedule_job(pg, "sync-orders")
+    now = db_now(pg)
+    old = add_run(pg, jobid, "failed", now - timedelta(hours=3))
+    recent = add_run(pg, jobid, "succeeded", now - timedelta(minutes=5))
+    first = snap(pg_cluster, store, timedelta(hours=1))
+    assert old not in first.history.job(jobid).others
+
+    with caplog.at_level(logging.INFO, logger="watchdog.snapshot"):
+        second = snap(pg_cluster, store, timedelta(hours=4))
+
+    assert old in second.history.job(jobid).others
+    assert list(second.history.job(jobid).runids) == [recent]
+    assert sum("reading the history again" in record.message for record in caplog.records) == 1
+    # The same window again reads on from the cursor.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="watchdog.snapshot"):
+        snap(pg_cluster, store, timedelta(hours=4))
+    assert not any("reading the history again" in record.message for record in caplog.records)

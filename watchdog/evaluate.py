@@ -6,15 +6,19 @@ hand-made runs at a chosen time.
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from watchdog.history import JobRuns
+from watchdog.history import HOUR_US, MICROSECOND, JobRuns, micros
 from watchdog.kinds import JOB_EVALUATORS, SNAPSHOT_EVALUATORS, adjust_missing_runs
 from watchdog.kinds.common import EVIDENCE_RUNS, newest_message, statistic
+from watchdog.kinds.jobs import baseline_hours
 from watchdog.models import Job, Run, Snapshot, Verdict
-from watchdog.rules import Rule, RuleSet
+from watchdog.rules import Rule, RuleSet, selects_name
 from watchdog.schedules import (
     IntervalSchedule,
     RebootSchedule,
@@ -33,9 +37,13 @@ def evaluate(rules: RuleSet, snapshot: Snapshot, now: datetime) -> list[Verdict]
     """Evaluate every rule on every job it selects; return one verdict per (rule, job).
 
     A rule that cannot judge a job (an unparsable schedule, say) yields no
-    verdict for it and logs why; the other jobs are still evaluated.
+    verdict for it and logs why; the other jobs are still evaluated. Verdicts
+    of the window kinds are reused from the previous cycle while their inputs
+    are unchanged (see `_Reusable`).
     """
     history = snapshot.history
+    reusable: dict[tuple[str, int], _Reusable] = {}
+    names = frozenset(job.jobname or "" for job in snapshot.jobs.values())
 
     verdicts: list[Verdict] = []
     for rule in rules.rules:
@@ -44,13 +52,101 @@ def evaluate(rules: RuleSet, snapshot: Snapshot, now: datetime) -> list[Verdict]
             verdicts.extend(whole(rule, snapshot, now))
             continue
         evaluator = EVALUATORS[rule.kind]
-        for job in snapshot.jobs.values():
-            if not rule.selects(job):
-                continue
-            verdict = evaluator(rule, job, history.job(job.jobid), snapshot, now)
+        cached = rule.kind in REUSABLE_KINDS
+        for job in _selected(rule, snapshot.jobs, names):
+            runs = history.job(job.jobid)
+            if cached:
+                verdict = _reuse_or_evaluate(evaluator, rule, job, runs, snapshot, now, reusable)
+            else:
+                verdict = evaluator(rule, job, runs, snapshot, now)
             if verdict is not None:
                 verdicts.append(verdict)
+    history.verdicts = reusable
     return adjust_missing_runs(verdicts, snapshot)
+
+
+def _selected(rule: Rule, jobs: dict[int, Job], names: frozenset[str]) -> list[Job]:
+    """Return the jobs the rule selects; the globs are matched once per set of jobnames."""
+    chosen = _chosen_names(rule.jobs, rule.exclude, names)
+    return [job for job in jobs.values() if (job.jobname or "") in chosen]
+
+
+@functools.lru_cache(maxsize=256)
+def _chosen_names(
+    include: tuple[str, ...], exclude: tuple[str, ...], names: frozenset[str]
+) -> frozenset[str]:
+    return frozenset(name for name in names if selects_name(include, exclude, name))
+
+
+# Kinds whose verdict depends on the job's runs, the clock and a few facts of the
+# snapshot (see `_context`), so that it can say how long it holds.
+REUSABLE_KINDS = frozenset({"failure_ratio", "slow_average", "duration_regression",
+                            "missing_run"})
+
+
+@dataclass(frozen=True)
+class _Reusable:
+    """A verdict and what it was computed from; it holds while all of that is unchanged.
+
+    Between `since` and `until` (microseconds since the epoch) no run enters
+    or leaves the window, no baseline hour changes and no schedule slot falls
+    due, so the same runs and `context` give the same verdict.
+    """
+
+    rule: Rule
+    label: str
+    runs: JobRuns
+    version: int
+    context: tuple[object, ...]
+    since: int
+    until: int
+    verdict: Verdict
+
+
+def _reuse_or_evaluate(
+    evaluator: Evaluator, rule: Rule, job: Job, runs: JobRuns, snapshot: Snapshot,
+    now: datetime, reusable: dict[tuple[str, int], _Reusable],
+) -> Verdict | None:
+    key = (rule.name, job.jobid)
+    at = micros(now)
+    context = _context(rule, job, snapshot)
+    entry = snapshot.history.verdicts.get(key)
+    if not (entry is not None and entry.rule is rule and entry.runs is runs
+            and entry.version == runs.version and entry.context == context
+            and entry.label == job.label and entry.since <= at < entry.until):
+        if rule.kind == "missing_run":
+            verdict, until = _judge_missing_run(rule, job, runs, snapshot, now)
+        else:
+            verdict, until = evaluator(rule, job, runs, snapshot, now), _holds_until(
+                rule, runs, now)
+        if verdict is None:
+            return None
+        entry = _Reusable(rule, job.label, runs, runs.version, context, at, until, verdict)
+    reusable[key] = entry
+    return entry.verdict
+
+
+def _context(rule: Rule, job: Job, snapshot: Snapshot) -> tuple[object, ...]:
+    """Return what, besides the job's runs and the clock, the rule's verdict depends on."""
+    if rule.kind == "missing_run":
+        return (job.schedule, job.active, snapshot.last_start.get(job.jobid),
+                snapshot.first_seen.get(job.jobid), snapshot.cron_timezone,
+                snapshot.postmaster_start)
+    return (snapshot.watchdog_cancels.get(job.jobid),)
+
+
+def _holds_until(rule: Rule, runs: JobRuns, now: datetime) -> int:
+    """Return the moment, in microseconds, until which the rule's verdict on `runs` holds."""
+    until = runs.window_changes_at(now - rule.window, now, rule.window)
+    if rule.kind == "duration_regression":
+        window_us = rule.window // MICROSECOND
+        first, end = baseline_hours(now - rule.window, rule.baseline)
+        until = min(
+            until,
+            (end + 1) * HOUR_US + window_us,
+            first * HOUR_US + rule.baseline // MICROSECOND + window_us + 1,
+        )
+    return until
 
 
 def _verdict(rule: Rule, job: Job, **kwargs: object) -> Verdict:
@@ -149,16 +245,24 @@ def missing_run(
     judged only for slots after the watchdog first saw it, and a job whose
     newest run is still in flight is left to the stuck-run check.
     """
+    return _judge_missing_run(rule, job, runs, snapshot, now)[0]
+
+
+def _judge_missing_run(
+    rule: Rule, job: Job, runs: JobRuns, snapshot: Snapshot, now: datetime
+) -> tuple[Verdict | None, int]:
+    """Return missing_run's verdict and the moment (microseconds) until which it holds."""
+    never = micros(now)
     if not job.active:
-        return None
+        return None, never
     try:
         schedule = parse_schedule(job.schedule)
         zone = cron_zone(snapshot.cron_timezone)
     except ScheduleError as exc:
         log.warning("rule %r cannot evaluate job %s: %s", rule.name, job.label, exc)
-        return None
+        return None, never
     if isinstance(schedule, RebootSchedule | UnevaluableSchedule):
-        return None
+        return None, never
 
     last_start = snapshot.last_start.get(job.jobid)
     latest = runs.latest_start()
@@ -166,17 +270,27 @@ def missing_run(
         last_start = latest
     newest = runs.newest
     if _is_open(newest, snapshot):
-        return None
+        return None, never
 
     deadline = now - rule.grace
     if isinstance(schedule, IntervalSchedule):
         expected = _interval_expected(schedule, newest, last_start, snapshot, job)
         if expected is None:
-            return None
+            return None, never
         firing = expected <= deadline and (last_start is None or last_start < expected)
         missed = int((now - expected).total_seconds() // schedule.seconds) + 1 if firing else 0
+        # Firing, the count of missed slots grows every N seconds; not firing, the
+        # verdict flips once the expected start plus grace has passed.
+        if firing:
+            until = micros(expected) + missed * schedule.seconds * 1_000_000
+        elif deadline < expected:
+            until = micros(expected + rule.grace)
+        else:
+            until = sys.maxsize
     else:
         expected = schedule.latest_due(deadline, zone)
+        # The next slot moves the expected time and the count of missed slots.
+        until = micros(schedule.next_due(expected, zone) + rule.grace)
         firing = last_start is None or last_start < expected
         missed = 0
         if firing:
@@ -187,21 +301,27 @@ def missing_run(
             if firing and since is not None:
                 missed = schedule.count_slots(since, deadline, zone)
 
-    return _verdict(
+    verdict = _verdict(
         rule,
         job,
         firing=firing,
         value=float(missed),
         facts={
             "schedule": job.schedule,
-            "expected_at": expected.isoformat(),
+            "expected_at": _isoformat(expected),
             "grace_seconds": rule.grace.total_seconds(),
-            "last_start": last_start.isoformat() if last_start else None,
+            "last_start": _isoformat(last_start) if last_start else None,
             "cron_timezone": snapshot.cron_timezone,
             "missed": missed,
         },
         last_error=newest.return_message if newest is not None and newest.failed else None,
     )
+    return verdict, until
+
+
+# missing_run formats the same slot for every job on a schedule, and the same last
+# start cycle after cycle.
+_isoformat = functools.lru_cache(maxsize=8192)(datetime.isoformat)
 
 
 def _is_open(newest: Run | None, snapshot: Snapshot) -> bool:

@@ -85,6 +85,7 @@ class JobRuns:
         "runids",
         "starts",
         "totals",
+        "version",
     )
 
     def __init__(self) -> None:
@@ -109,6 +110,8 @@ class JobRuns:
         self.next_dropped: dict[int, int] = {}
         # True when the job changed since it was last saved.
         self.dirty = True
+        # Raised by every change, so a verdict computed on an unchanged job can be reused.
+        self.version = 0
 
     def __len__(self) -> int:
         return len(self.starts) + len(self.others)
@@ -122,7 +125,7 @@ class JobRuns:
         """
         if known_column(self, run):
             return run
-        self.dirty = True
+        self.touch()
         known = self.others.pop(run.runid, None)
         if known is not None:
             self.reset_order()
@@ -145,7 +148,7 @@ class JobRuns:
 
     def note_newest(self, run: Run) -> None:
         """Record the newest run of the job when it lies outside the columns' window."""
-        self.dirty = True
+        self.touch()
         if run.runid not in self.others:
             self._note_dropped([run.runid])
         if self.newest is None or run.runid > self.newest.runid:
@@ -171,7 +174,7 @@ class JobRuns:
 
     def add_bucket(self, hour: int, runs: int, total_us: int) -> None:
         """Add succeeded runs to an hour's bucket."""
-        self.dirty = True
+        self.touch()
         if not self.hour_runs:
             self.hour_base = hour
         elif hour < self.hour_base:
@@ -225,9 +228,9 @@ class JobRuns:
         first_hour = buckets_before // HOUR_US
         if self.hour_runs and first_hour > self.hour_base:
             self._drop_hours(first_hour - self.hour_base)
-            self.dirty = True
+            self.touch()
         if cut or stale:
-            self.dirty = True
+            self.touch()
         return cut + len(stale)
 
     def _note_dropped(self, runids: Iterable[int]) -> None:
@@ -242,6 +245,11 @@ class JobRuns:
                 known = self.next_dropped.get(runid)
                 newer = dropped[index]
                 self.next_dropped[runid] = newer if known is None else min(known, newer)
+
+    def touch(self) -> None:
+        """Note a change: the job must be saved again and its cached verdicts recomputed."""
+        self.dirty = True
+        self.version += 1
 
     def reset_order(self) -> None:
         self._others_sorted = None
@@ -260,11 +268,39 @@ class JobRuns:
         in placement order."""
         if not self.others:
             return []
+        keys, ordered = self._placement()
+        return ordered[bisect_left(keys, start):bisect_right(keys, end)]
+
+    def _placement(self) -> tuple[list[datetime], list[Run]]:
+        """Return the others sorted by placement time, and those times."""
         if self._by_start is None:
             ordered = sorted(self.others.values(), key=lambda run: (run.started, run.runid))
             self._by_start = ([run.started for run in ordered], ordered)
-        keys, ordered = self._by_start
-        return ordered[bisect_left(keys, start):bisect_right(keys, end)]
+        return self._by_start
+
+    def window_changes_at(self, start: datetime, end: datetime, length: timedelta) -> int:
+        """Return when, in microseconds, the runs in the window [start, end] can next change
+        without a new run being added, as `end` moves on with `start = end - length`.
+
+        That is when the earliest run in it leaves, or when a run placed after `end`
+        enters; sys.maxsize when neither can happen.
+        """
+        step = length // MICROSECOND + 1
+        moments = []
+        lo, hi = self.span(start, end)
+        if lo < hi:
+            moments.append(self.starts[lo] + step)
+        if hi < len(self.starts):
+            moments.append(self.starts[hi])
+        if self.others:
+            keys = self._placement()[0]
+            first = bisect_left(keys, start)
+            later = bisect_right(keys, end)
+            if first < later:
+                moments.append(micros(keys[first]) + step)
+            if later < len(keys):
+                moments.append(micros(keys[later]))
+        return min(moments, default=sys.maxsize)
 
     def span(self, start: datetime, end: datetime) -> tuple[int, int]:
         """Return the column slice [lo, hi) of succeeded runs that started in [start, end]."""
@@ -301,10 +337,7 @@ class JobRuns:
         latest = self.starts[-1] if self.starts else None
         moment = from_micros(latest) if latest is not None else None
         if self.others:
-            if self._by_start is None:
-                self.others_in(EPOCH, EPOCH)
-            assert self._by_start is not None
-            last_other = self._by_start[0][-1]
+            last_other = self._placement()[0][-1]
             if moment is None or last_other > moment:
                 moment = last_other
         if self.newest is not None and (moment is None or self.newest.started > moment):
@@ -398,8 +431,14 @@ class RunHistory:
     def __init__(self) -> None:
         self.jobs: dict[int, JobRuns] = {}
         self.cursor: int | None = None
+        # How far back runs are held one by one, and as hourly sums, since the last trim.
+        self.runs_span = timedelta(0)
+        self.sums_span = timedelta(0)
         self._open: set[int] = set()
         self.changed = False
+        # Verdicts of the window kinds from earlier cycles, reused while nothing they
+        # depend on changed; see evaluate.cached_verdict.
+        self.verdicts: dict[tuple[str, int], Any] = {}
 
     @classmethod
     def from_runs(cls, runs: Iterable[Run]) -> RunHistory:
@@ -450,7 +489,7 @@ class RunHistory:
             for job in self.jobs.values():
                 if job.others.pop(runid, None) is not None:
                     job.reset_order()
-                    job.dirty = True
+                    job.touch()
                     self.changed = True
                     break
 
@@ -471,7 +510,9 @@ class RunHistory:
     def header(self) -> str:
         """Return the history's own fields as JSON; each job is saved apart by `changed_jobs`."""
         return json.dumps({"version": FORMAT_VERSION, "byteorder": sys.byteorder,
-                           "cursor": self.cursor, "open": sorted(self._open)})
+                           "cursor": self.cursor, "open": sorted(self._open),
+                           "runs_span": self.runs_span.total_seconds(),
+                           "sums_span": self.sums_span.total_seconds()})
 
     def changed_jobs(self) -> Iterator[tuple[int, bytes]]:
         """Yield (jobid, record) of every job changed since the last call."""
@@ -496,6 +537,8 @@ class RunHistory:
         history = cls()
         history.cursor = fields["cursor"]
         history._open = set(fields["open"])
+        history.runs_span = timedelta(seconds=fields["runs_span"])
+        history.sums_span = timedelta(seconds=fields["sums_span"])
         for jobid, record in jobs:
             history.jobs[jobid] = JobRuns.from_record(record)
         return history

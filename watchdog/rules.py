@@ -159,7 +159,7 @@ class Rule:
 
     def selects(self, job: Job) -> bool:
         """Tell whether the rule applies to the job by its jobname globs."""
-        return _selects(self.jobs, self.exclude, job.jobname or "")
+        return selects_name(self.jobs, self.exclude, job.jobname or "")
 
     @property
     def lookback(self) -> timedelta:
@@ -178,7 +178,9 @@ class Rule:
 
 # Every cycle asks this for each rule and job, and the answers rarely change.
 @functools.lru_cache(maxsize=65536)
-def _selects(jobs: tuple[str, ...], exclude: tuple[str, ...], name: str) -> bool:
+def selects_name(jobs: tuple[str, ...], exclude: tuple[str, ...], name: str) -> bool:
+    """Tell whether a job of this name (empty when unnamed) matches the include globs
+    and none of the exclude globs."""
     included = any(fnmatch.fnmatchcase(name, pattern) for pattern in jobs)
     excluded = any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude)
     return included and not excluded

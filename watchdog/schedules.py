@@ -80,6 +80,11 @@ def _latest_due(expression: str, at_or_before: datetime, tz: ZoneInfo) -> dateti
     return next(CronSim(expression, start, reverse=True)).astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=4096)
+def _next_due(expression: str, after: datetime, tz: ZoneInfo) -> datetime:
+    return next(CronSim(expression, after.astimezone(tz))).astimezone(UTC)
+
+
 @dataclass(frozen=True)
 class CronSchedule:
     """A 5-field cron expression, already translated for cronsim."""
@@ -90,6 +95,10 @@ class CronSchedule:
     def latest_due(self, at_or_before: datetime, tz: ZoneInfo) -> datetime:
         """Return the latest slot at or before the given time, in UTC."""
         return _latest_due(self.expression, at_or_before, tz)
+
+    def next_due(self, after: datetime, tz: ZoneInfo) -> datetime:
+        """Return the first slot after the given time, in UTC."""
+        return _next_due(self.expression, after, tz)
 
     def slots_between(self, after: datetime, until: datetime, tz: ZoneInfo) -> Iterator[datetime]:
         """Yield slots in (after, until], in UTC, at most MAX_COUNTED_SLOTS of them."""

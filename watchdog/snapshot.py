@@ -79,8 +79,9 @@ def take_snapshot(
         context = source.read_context(cur)
         jobs = source.read_jobs(cur, context.role)
         now = context.now
+        sums_span = max(baseline_lookback, MIN_LOOKBACK)
         runs_from = now - lookback - TRIM_MARGIN
-        sums_from = now - max(baseline_lookback, MIN_LOOKBACK)
+        sums_from = now - sums_span
         bounds = source.runid_bounds(cur)
 
         # A cursor of 0 means no run was read yet, so an empty table is no sign of truncation.
@@ -90,6 +91,14 @@ def take_snapshot(
                 "run history on %s went backwards (newest runid %s, cursor %s): the table"
                 " was truncated or its sequence reset; rebuilding the stored window",
                 target, bounds[1] if bounds else "none", history.cursor,
+            )
+            history = store.reset_history(target)
+        if history.cursor is not None and (
+                lookback > history.runs_span or sums_span > history.sums_span):
+            log.info(
+                "the rules now need %s of runs and %s of hourly sums on %s, more than the"
+                " %s and %s held; reading the history again",
+                lookback, sums_span, target, history.runs_span, history.sums_span,
             )
             history = store.reset_history(target)
         older_starts: dict[int, datetime] = {}
@@ -119,6 +128,7 @@ def take_snapshot(
     # A run in flight that is gone was purged; it would otherwise count as running forever.
     history.forget(set(open_runids) - {run.runid for run in reread})
     history.trim(runs_from, sums_from)
+    history.runs_span, history.sums_span = lookback, sums_span
     with store.transaction():
         store.note_jobs(target, jobs, now)
         store.note_job_definitions(target, jobs.values(), now)
