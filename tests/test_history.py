@@ -66,14 +66,40 @@ def test_trim_keeps_window_sums_exact() -> None:
 def test_trim_keeps_old_runs_still_in_flight() -> None:
     history = RunHistory.from_runs([
         run(1, ago=timedelta(hours=3)),
-        run(2, status="running", ago=timedelta(hours=3), duration=None),
-        run(3, status="failed", ago=timedelta(hours=3)),
+        run(2, status="failed", ago=timedelta(hours=3)),
+        run(3, status="running", ago=timedelta(hours=3), duration=None),
     ])
 
     history.trim(NOW - timedelta(hours=1), NOW - timedelta(days=1))
 
-    assert [item.runid for item in history.job(1).other_runs()] == [2]
+    assert [item.runid for item in history.job(1).other_runs()] == [3]
     assert list(history.job(1).runids) == []
+    assert history.open_runids() == [3]
+
+
+def test_trim_drops_run_abandoned_before_every_window() -> None:
+    history = RunHistory.from_runs([
+        run(1, status="running", ago=timedelta(hours=3), duration=None),
+        run(2, ago=timedelta(hours=2)),
+        run(3, ago=timedelta(minutes=5)),
+    ])
+
+    history.trim(NOW - timedelta(hours=1), NOW - timedelta(days=1))
+
+    assert history.job(1).others == {}
+    assert history.open_runids() == []
+
+
+def test_trim_keeps_run_abandoned_by_a_recent_restart() -> None:
+    history = RunHistory.from_runs([
+        run(1, status="connecting", ago=timedelta(hours=3), duration=None),
+        run(2, ago=timedelta(hours=2)),
+    ])
+
+    history.trim(NOW - timedelta(hours=1), NOW - timedelta(days=1),
+                 server_started=NOW - timedelta(minutes=30))
+
+    assert list(history.job(1).others) == [1]
 
 
 def test_reread_run_keeps_first_seen_at_and_moves_to_columns() -> None:

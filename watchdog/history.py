@@ -202,9 +202,16 @@ class JobRuns:
         del self.hour_totals[:count]
         self.hour_base += count
 
-    def trim(self, columns_before: int, buckets_before: int) -> int:
-        """Drop succeeded runs and finished others that started before `columns_before`,
-        and buckets of hours before the one holding `buckets_before`; return runs dropped.
+    def trim(self, columns_before: int, buckets_before: int,
+             server_started: int | None = None) -> int:
+        """Drop runs that started before `columns_before` and buckets of hours before the
+        one holding `buckets_before`; return the runs dropped.
+
+        A run still in flight is dropped only once it was abandoned before
+        `columns_before`, so before every window: a newer run superseded it then, and
+        the server (started at `server_started`) did not restart after it began.
+        pg_cron will not finish such a run and no verdict counts it. The others are
+        re-read every poll.
         """
         self.cut_off = columns_before
         cut = bisect_left(self.starts, columns_before)
@@ -215,7 +222,8 @@ class JobRuns:
                 del column[:cut]
         stale = [
             runid for runid, run in self.others.items()
-            if run.finished and micros(run.started) < columns_before
+            if micros(run.started) < columns_before and (
+                run.finished or self._abandoned_before(run, columns_before, server_started))
         ]
         for runid in stale:
             del self.others[runid]
@@ -232,6 +240,16 @@ class JobRuns:
         if cut or stale:
             self.touch()
         return cut + len(stale)
+
+    def _abandoned_before(self, run: Run, moment: int, server_started: int | None) -> bool:
+        if not run.in_flight:
+            return False
+        restarted_later = (server_started is not None and run.start_time is not None
+                           and micros(run.start_time) < server_started)
+        if restarted_later and server_started is not None and server_started > moment:
+            return False
+        newer = self.next_start_after(run.runid)
+        return newer is not None and micros(newer) <= moment
 
     def _note_dropped(self, runids: Iterable[int]) -> None:
         """Remember, for each run in flight, the lowest of `runids` above its own."""
@@ -493,12 +511,18 @@ class RunHistory:
                     self.changed = True
                     break
 
-    def trim(self, columns_before: datetime, buckets_before: datetime) -> int:
-        """Drop runs and buckets older than the windows need; return runs dropped."""
+    def trim(self, columns_before: datetime, buckets_before: datetime,
+             server_started: datetime | None = None) -> int:
+        """Drop runs and buckets older than the windows need; return runs dropped.
+
+        `server_started` is pg_postmaster_start_time(): runs in flight from before it
+        were abandoned then, which a verdict may still report.
+        """
         dropped = 0
         columns_us, buckets_us = micros(columns_before), micros(buckets_before)
+        started_us = micros(server_started) if server_started is not None else None
         for job in self.jobs.values():
-            dropped += job.trim(columns_us, buckets_us)
+            dropped += job.trim(columns_us, buckets_us, started_us)
         if dropped:
             self.changed = True
             held = {runid for job in self.jobs.values() for runid in job.others}

@@ -127,7 +127,7 @@ def take_snapshot(
     _merge_last_starts(starts, reread)
     # A run in flight that is gone was purged; it would otherwise count as running forever.
     history.forget(set(open_runids) - {run.runid for run in reread})
-    history.trim(runs_from, sums_from)
+    history.trim(runs_from, sums_from, context.postmaster_start)
     history.runs_span, history.sums_span = lookback, sums_span
     with store.transaction():
         store.note_jobs(target, jobs, now)
