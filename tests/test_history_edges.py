@@ -42,7 +42,6 @@ def recent_hours() -> tuple[int, int]:
 # --- Hourly buckets and the MAX_BUCKET_HOURS cap
 
 
-@pytest.mark.xfail(strict=True, reason="a bucket more than MAX_BUCKET_HOURS ahead of hour_base lands at the wrong hour")
 def test_far_past_row_first_keeps_recent_buckets() -> None:
     recent = [run(i, ago=i * HOUR, duration=2.0) for i in range(2, 6)]
     ancient = run(1, start=NOW - timedelta(days=500), duration=1.0)
@@ -54,7 +53,6 @@ def test_far_past_row_first_keeps_recent_buckets() -> None:
     assert ancient_first.bucket_sums(*recent_hours()) == (4, 8_000_000)
 
 
-@pytest.mark.xfail(strict=True, reason="a far-past row read first misplaces every later bucket")
 def test_far_past_row_keeps_regression_baseline() -> None:
     # The hand-edited row has the lowest runid, so it is read first.
     ancient = run(1, start=NOW - timedelta(days=500), duration=1.0)

@@ -186,9 +186,12 @@ class JobRuns:
             self.hour_base = hour
         index = hour - self.hour_base
         if index >= MAX_BUCKET_HOURS:
-            drop = index - MAX_BUCKET_HOURS + 1
-            self._drop_hours(drop)
-            index -= drop
+            # Drop the oldest hours so the new one is the last of MAX_BUCKET_HOURS.
+            # When that drops every hour held, the base still moves to the new span.
+            self._drop_hours(index - MAX_BUCKET_HOURS + 1)
+            if not self.hour_runs:
+                self.hour_base = hour - MAX_BUCKET_HOURS + 1
+            index = hour - self.hour_base
         if index >= len(self.hour_runs):
             padding = array("q", bytes(8 * (index + 1 - len(self.hour_runs))))
             self.hour_runs.extend(padding)
