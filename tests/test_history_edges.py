@@ -80,7 +80,6 @@ def test_far_future_row_keeps_recent_buckets() -> None:
 # --- forget
 
 
-@pytest.mark.xfail(strict=True, reason="forget leaves a purged run as the newest, so the job counts as running")
 def test_forget_newest_in_flight_lets_missing_run_fire() -> None:
     done = run(1, ago=30 * MINUTE)
     purged = run(2, status="running", ago=20 * MINUTE, duration=None, message=None)
@@ -95,7 +94,6 @@ def test_forget_newest_in_flight_lets_missing_run_fire() -> None:
     assert judge([MISSING], polled) == [expected]
 
 
-@pytest.mark.xfail(strict=True, reason="forget leaves a purged run as the newest")
 def test_forget_newest_falls_back_to_held_run() -> None:
     failed = run(1, status="failed", ago=30 * MINUTE, message="ERROR:  boom")
     done = run(2, ago=25 * MINUTE)

@@ -385,6 +385,24 @@ class JobRuns:
             return from_micros(self.cut_off)
         return best[1] if best is not None else None
 
+    def newest_held(self, jobid: int) -> Run | None:
+        """Return the held run with the highest runid, or None when the job holds none.
+
+        A succeeded run from the columns is rebuilt without its return_message,
+        which the columns do not keep.
+        """
+        best = max(self.others.values(), key=lambda run: run.runid, default=None)
+        if not self.runids:
+            return best
+        position = max(range(len(self.runids)), key=self.runids.__getitem__)
+        if best is not None and best.runid > self.runids[position]:
+            return best
+        start = from_micros(self.starts[position])
+        return Run(runid=self.runids[position], jobid=jobid, status="succeeded",
+                   return_message=None, start_time=start,
+                   end_time=start + timedelta(microseconds=self.durations[position]),
+                   seen_at=start)
+
     def succeeded_intervals(self) -> Iterator[tuple[int, int, int]]:
         """Yield (runid, start, end) in microseconds of every succeeded run in the columns."""
         for runid, start, duration in zip(self.runids, self.starts, self.durations, strict=True):
@@ -504,13 +522,18 @@ class RunHistory:
         return sorted(self._open)
 
     def forget(self, runids: Iterable[int]) -> None:
-        """Drop runs that vanished from the database (purged) from the runs kept as objects."""
+        """Drop runs that vanished from the database (purged) from the runs kept as objects.
+
+        A job whose newest run is dropped gets the newest run it still holds instead.
+        """
         for runid in runids:
             self._open.discard(runid)
             for job in self.jobs.values():
                 if job.others.pop(runid, None) is not None:
                     job.reset_order()
                     job.touch()
+                    if job.newest is not None and job.newest.runid == runid:
+                        job.newest = job.newest_held(job.newest.jobid)
                     self.changed = True
                     break
 
