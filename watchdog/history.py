@@ -185,6 +185,8 @@ class JobRuns:
             self.hour_totals[0:0] = padding
             self.hour_base = hour
         index = hour - self.hour_base
+        # NOTE: a hand-edited row dated far in the future evicts every real hour here, and
+        # the job's baseline stays empty until the history is read again.
         if index >= MAX_BUCKET_HOURS:
             # Drop the oldest hours so the new one is the last of MAX_BUCKET_HOURS.
             # When that drops every hour held, the base still moves to the new span.
@@ -581,6 +583,8 @@ class RunHistory:
     def from_records(cls, header: str, jobs: Iterable[tuple[int, bytes]]) -> RunHistory:
         """Rebuild a saved history; raise ValueError on a format this version cannot read."""
         fields = json.loads(header)
+        if not isinstance(fields, dict):
+            raise ValueError(f"saved run history header is {type(fields).__name__}, not an object")
         if fields.get("version") != FORMAT_VERSION or fields.get("byteorder") != sys.byteorder:
             raise ValueError(f"saved run history has format {fields.get('version')!r}"
                              f" ({fields.get('byteorder')}), expected {FORMAT_VERSION}")

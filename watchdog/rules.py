@@ -166,6 +166,9 @@ class Rule:
         """Return how far back the rule needs runs one by one."""
         if self.kind in _WINDOWED_KINDS:
             return self.window
+        if self.kind == "concurrency_saturated":
+            # The runs that overlap the saturation may have started well before it.
+            return self.saturated_for + SATURATION_LOOKBACK
         return timedelta(0)
 
     @property
@@ -174,6 +177,10 @@ class Rule:
         if self.kind == "duration_regression":
             return self.window + self.baseline
         return timedelta(0)
+
+
+# How much longer than `for` concurrency_saturated keeps finished runs to replay.
+SATURATION_LOOKBACK = timedelta(hours=1)
 
 
 # Every cycle asks this for each rule and job, and the answers rarely change.

@@ -349,6 +349,12 @@ def read_older_runs(
     as they arrive. Durations are summed in microseconds as exact
     numerics, as the incremental path sums them.
     """
+    # RESET would return to the session's values and drop the poll's own SET LOCAL
+    # statement_timeout, so the values in effect are saved and set back afterwards.
+    names = [setting.split()[2] for setting in SUMMARY_SETTINGS]
+    cur.execute("SELECT name, current_setting(name) AS value FROM unnest(%s::text[]) AS name",
+                (names,))
+    saved = [(row["name"], row["value"]) for row in cur.fetchall()]
     for setting in SUMMARY_SETTINGS:
         cur.execute(setting)
     # Streamed row by row: a week of a large fleet is some 170,000 groups, which as one
@@ -381,8 +387,8 @@ def read_older_runs(
         if started is not None:
             last_starts[jobid] = max(started, last_starts.get(jobid, started))
         wanted.update(row["open"] or ())
-    for setting in SUMMARY_SETTINGS:
-        cur.execute(f"RESET {setting.split()[2]}")
+    for name, value in saved:
+        cur.execute("SELECT set_config(%s, %s, true)", (name, value))
     wanted.update(newest.values())
     runs: list[Run] = []
     if wanted:
