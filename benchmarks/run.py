@@ -125,6 +125,11 @@ def measure(rows: int, cycles: int, check_plans: bool) -> tuple[dict[str, Any], 
         ).stdout
         report: dict[str, Any] = json.loads(output)
         report["seed_s"] = seed_seconds
+        report["restart"] = json.loads(subprocess.run(
+            [sys.executable, "-m", "benchmarks.worker", "--restart", cluster.dsn,
+             str(Path(directory) / "state.sqlite3"), str(rules_file)],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout)
 
         with cluster.connect() as conn:
             report["full_scan_s"] = _full_scan_seconds(conn)
@@ -176,7 +181,8 @@ def print_report(rows: int, report: dict[str, Any]) -> None:
     print(f"   start-up:   {report['startup']['wall_s'] * 1000:9.1f} ms wall,"
           f" {report['startup']['db_s'] * 1000:8.1f} ms database (empty state file)")
     print(f"   restart:    {report['restart']['wall_s'] * 1000:9.1f} ms wall,"
-          f" {report['restart']['db_s'] * 1000:8.1f} ms database (saved state, 30 s later)")
+          f" {report['restart']['db_s'] * 1000:8.1f} ms database (saved state, 30 s later),"
+          f" peak RSS {report['restart']['peak_rss_mb']:.1f} MB in its own process")
     print(f"   poll cycle: {report['cycle_wall_s'] * 1000:9.1f} ms wall,"
           f" {cycle_db * 1000:8.2f} ms database round trips,"
           f" {report['cycle_server_ms']:.2f} ms server time, {report['queries_per_cycle']} queries")

@@ -1,9 +1,12 @@
 """One watchdog worker under measurement, run in its own process for a clean peak RSS.
 
 Usage: python -m benchmarks.worker DSN STATE_FILE RULES_FILE CYCLES
+       python -m benchmarks.worker --restart DSN STATE_FILE RULES_FILE
 
 Runs the start-up cycle, then CYCLES poll cycles, inserting before each the
-runs that 30 s of the seeded fleet would add. Prints one JSON object.
+runs that 30 s of the seeded fleet would add. With --restart, runs only the
+first cycle of a new worker on the state file an earlier run saved. Prints
+one JSON object.
 """
 
 from __future__ import annotations
@@ -125,7 +128,7 @@ def _timed_take_snapshot(*args: Any, **kwargs: Any) -> Any:
         _snapshot_seconds.append(time.perf_counter() - started)
 
 
-def _restart(dsn: str, state: Path, rules_file: Path) -> dict[str, float]:
+def restart(dsn: str, state: Path, rules_file: Path) -> dict[str, float]:
     """Time the first cycle of a new worker on the state file the previous one saved.
 
     30 s of new runs are added first, as if the worker had been down that long.
@@ -141,7 +144,8 @@ def _restart(dsn: str, state: Path, rules_file: Path) -> dict[str, float]:
     database = source.database_seconds
     source.close()
     store.close()
-    return {"wall_s": wall, "db_s": database}
+    return {"wall_s": wall, "db_s": database,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def _timed_evaluate(*args: Any, **kwargs: Any) -> Any:
@@ -181,11 +185,9 @@ def main(dsn: str, state: Path, rules_file: Path, cycles: int) -> dict[str, Any]
 
     source.close()
     store.close()
-    restart = _restart(dsn, state, rules_file)
     steady: list[SentQuery] = source.sent[-queries[-1]:] if queries else []
     return {
         "startup": startup,
-        "restart": restart,
         "cycle_wall_s": statistics.median(walls),
         "cycle_db_s": statistics.median(dbs),
         # The cycles' own evaluations, each on the runs that had just arrived.
@@ -206,6 +208,10 @@ def main(dsn: str, state: Path, rules_file: Path, cycles: int) -> dict[str, Any]
 
 
 if __name__ == "__main__":
-    dsn_arg, state_arg, rules_arg, cycles_arg = sys.argv[1:5]
-    report = main(dsn_arg, Path(state_arg), Path(rules_arg), int(cycles_arg))
-    print(json.dumps(report, default=str))
+    if sys.argv[1] == "--restart":
+        dsn_arg, state_arg, rules_arg = sys.argv[2:5]
+        print(json.dumps(restart(dsn_arg, Path(state_arg), Path(rules_arg))))
+    else:
+        dsn_arg, state_arg, rules_arg, cycles_arg = sys.argv[1:5]
+        report = main(dsn_arg, Path(state_arg), Path(rules_arg), int(cycles_arg))
+        print(json.dumps(report, default=str))

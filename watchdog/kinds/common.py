@@ -73,7 +73,10 @@ def mean_seconds(runs: JobRuns, lo: int, hi: int) -> float:
 
 def newest_message(runs: Iterable[Run]) -> str | None:
     """Return the return_message of the failed run with the highest runid, if any."""
-    newest = max((run for run in runs if run.failed), key=lambda run: run.runid, default=None)
+    newest: Run | None = None
+    for run in runs:
+        if run.status == "failed" and (newest is None or run.runid > newest.runid):
+            newest = run
     return newest.return_message if newest is not None else None
 
 
