@@ -203,3 +203,15 @@ def test_round_trip_and_window_sums_match_a_plain_sum(
         assert job.total_us(lo, hi) == sum(
             (item.end_time - item.start_time) // timedelta(microseconds=1)  # type: ignore[operator]
             for item in expected)
+
+
+def test_runs_left_connecting_before_a_restart_are_not_reread() -> None:
+    history = RunHistory.from_runs([
+        run(1, status="connecting", ago=timedelta(hours=2), duration=None),
+        run(2, status="running", ago=timedelta(hours=2), duration=None),
+        run(3, status="connecting", ago=timedelta(minutes=1), duration=None),
+    ])
+
+    assert history.open_runids() == [1, 2, 3]
+    # pg_cron rewrites run 2 after the restart; it never finishes run 1.
+    assert history.open_runids(NOW - timedelta(minutes=30)) == [2, 3]

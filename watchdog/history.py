@@ -39,6 +39,9 @@ MAX_BUCKET_HOURS = 24 * 400
 
 FORMAT_VERSION = 1
 
+# pg_cron rewrites `starting` and `running` rows when it starts again, but never these.
+NEVER_FINISHED_AFTER_RESTART = frozenset({"connecting", "sending"})
+
 
 # Windows of one cycle share their bounds, so most conversions repeat.
 @functools.lru_cache(maxsize=1024)
@@ -71,6 +74,7 @@ class JobRuns:
 
     __slots__ = (
         "_by_start",
+        "_next_held",
         "_others_sorted",
         "base_total",
         "cut_off",
@@ -99,6 +103,9 @@ class JobRuns:
         self._others_sorted: list[Run] | None = None
         # The others in placement order, with their placement times, for window lookups.
         self._by_start: tuple[list[datetime], list[Run]] | None = None
+        # runid -> (runid, placement) of the next held run, found by a scan of the columns.
+        # A run appended with a higher runid than all others cannot change a found answer.
+        self._next_held: dict[int, tuple[int, datetime]] = {}
         self.newest: Run | None = None
         self.hour_base = 0
         self.hour_runs = array("q")
@@ -125,6 +132,8 @@ class JobRuns:
         """
         if known_column(self, run):
             return run
+        if self.newest is not None and run.runid <= self.newest.runid:
+            self._next_held.clear()
         self.touch()
         known = self.others.pop(run.runid, None)
         if known is not None:
@@ -244,6 +253,7 @@ class JobRuns:
             self.touch()
         if cut or stale:
             self.touch()
+            self.forget_neighbours()
         return cut + len(stale)
 
     def _abandoned_before(self, run: Run, moment: int, server_started: int | None) -> bool:
@@ -273,6 +283,10 @@ class JobRuns:
         """Note a change: the job must be saved again and its cached verdicts recomputed."""
         self.dirty = True
         self.version += 1
+
+    def forget_neighbours(self) -> None:
+        """Drop remembered next runs, after runs left the job."""
+        self._next_held.clear()
 
     def reset_order(self) -> None:
         self._others_sorted = None
@@ -373,14 +387,11 @@ class JobRuns:
         When the next run is no longer held, it started before the last trim's
         cut-off, which is returned instead: a moment before every window.
         """
-        best: tuple[int, datetime] | None = None
-        for other in self.others.values():
-            if other.runid > runid and (best is None or other.runid < best[0]):
-                best = (other.runid, other.started)
-        if self.newest is not None and self.newest.runid > runid:
-            for position, candidate in enumerate(self.runids):
-                if candidate > runid and (best is None or candidate < best[0]):
-                    best = (candidate, from_micros(self.starts[position]))
+        best = self._next_held.get(runid)
+        if best is None:
+            best = self._find_next_held(runid)
+            if best is not None:
+                self._next_held[runid] = best
         dropped = self.next_dropped.get(runid)
         if dropped is not None and self.cut_off is not None and (
                 best is None or dropped < best[0]):
@@ -404,6 +415,17 @@ class JobRuns:
                    return_message=None, start_time=start,
                    end_time=start + timedelta(microseconds=self.durations[position]),
                    seen_at=start)
+
+    def _find_next_held(self, runid: int) -> tuple[int, datetime] | None:
+        best: tuple[int, datetime] | None = None
+        for other in self.others.values():
+            if other.runid > runid and (best is None or other.runid < best[0]):
+                best = (other.runid, other.started)
+        if self.newest is not None and self.newest.runid > runid:
+            for position, candidate in enumerate(self.runids):
+                if candidate > runid and (best is None or candidate < best[0]):
+                    best = (candidate, from_micros(self.starts[position]))
+        return best
 
     def succeeded_intervals(self) -> Iterator[tuple[int, int, int]]:
         """Yield (runid, start, end) in microseconds of every succeeded run in the columns."""
@@ -475,7 +497,8 @@ class RunHistory:
         # How far back runs are held one by one, and as hourly sums, since the last trim.
         self.runs_span = timedelta(0)
         self.sums_span = timedelta(0)
-        self._open: set[int] = set()
+        # runid -> jobid of the runs whose status was not final when last read.
+        self._open: dict[int, int] = {}
         self.changed = False
         # Verdicts of the window kinds from earlier cycles, reused while nothing they
         # depend on changed; see evaluate.cached_verdict.
@@ -506,9 +529,9 @@ class RunHistory:
             self.changed = True
             self._held(run.jobid).add(run)
             if run.in_flight or not run.finished:
-                self._open.add(run.runid)
+                self._open[run.runid] = run.jobid
             else:
-                self._open.discard(run.runid)
+                self._open.pop(run.runid, None)
 
     def add_bucket(self, bucket: Bucket) -> None:
         self.changed = True
@@ -519,9 +542,21 @@ class RunHistory:
             self.changed = True
             self._held(run.jobid).note_newest(run)
 
-    def open_runids(self) -> list[int]:
-        """Return the runids of runs whose status was not final when last read."""
-        return sorted(self._open)
+    def open_runids(self, server_started: datetime | None = None) -> list[int]:
+        """Return the runids of runs whose status was not final when last read.
+
+        Runs left `connecting` or `sending` from before the server's last start
+        (`server_started`) are left out: pg_cron never finishes them.
+        """
+        result = []
+        for runid, jobid in self._open.items():
+            run = self.jobs[jobid].others.get(runid) if jobid in self.jobs else None
+            if (server_started is not None and run is not None
+                    and run.status in NEVER_FINISHED_AFTER_RESTART
+                    and run.start_time is not None and run.start_time < server_started):
+                continue
+            result.append(runid)
+        return sorted(result)
 
     def forget(self, runids: Iterable[int]) -> None:
         """Drop runs that vanished from the database (purged) from the runs kept as objects.
@@ -529,11 +564,12 @@ class RunHistory:
         A job whose newest run is dropped gets the newest run it still holds instead.
         """
         for runid in runids:
-            self._open.discard(runid)
+            self._open.pop(runid, None)
             for job in self.jobs.values():
                 if job.others.pop(runid, None) is not None:
                     job.reset_order()
                     job.touch()
+                    job.forget_neighbours()
                     if job.newest is not None and job.newest.runid == runid:
                         job.newest = job.newest_held(job.newest.jobid)
                     self.changed = True
@@ -553,8 +589,10 @@ class RunHistory:
             dropped += job.trim(columns_us, buckets_us, started_us)
         if dropped:
             self.changed = True
-            held = {runid for job in self.jobs.values() for runid in job.others}
-            self._open &= held
+            self._open = {
+                runid: jobid for runid, jobid in self._open.items()
+                if jobid in self.jobs and runid in self.jobs[jobid].others
+            }
         return dropped
 
     # --- Saving and loading
@@ -562,7 +600,7 @@ class RunHistory:
     def header(self) -> str:
         """Return the history's own fields as JSON; each job is saved apart by `changed_jobs`."""
         return json.dumps({"version": FORMAT_VERSION, "byteorder": sys.byteorder,
-                           "cursor": self.cursor, "open": sorted(self._open),
+                           "cursor": self.cursor, "open": sorted(self._open.items()),
                            "runs_span": self.runs_span.total_seconds(),
                            "sums_span": self.sums_span.total_seconds()})
 
@@ -590,7 +628,7 @@ class RunHistory:
                              f" ({fields.get('byteorder')}), expected {FORMAT_VERSION}")
         history = cls()
         history.cursor = fields["cursor"]
-        history._open = set(fields["open"])
+        history._open = {runid: jobid for runid, jobid in fields["open"]}
         history.runs_span = timedelta(seconds=fields["runs_span"])
         history.sums_span = timedelta(seconds=fields["sums_span"])
         for jobid, record in jobs:

@@ -105,7 +105,7 @@ def take_snapshot(
         if history.cursor is None:
             history.cursor, older_starts = _read_older(
                 cur, history, bounds, runs_from, sums_from, now)
-        open_runids = history.open_runids()
+        open_runids = history.open_runids(context.postmaster_start)
         # Each batch goes into the history as it arrives, so a first poll of a long
         # window never holds more than one batch of rows as objects.
         new_count = 0
