@@ -79,12 +79,12 @@ def _chosen_names(
 
 
 # Kinds whose verdict depends on the job's runs, the clock and a few facts of the
-# snapshot (see `_context`), so that it can say how long it holds.
+# snapshot (see `_reuse_or_evaluate`), so that it can say how long it holds.
 REUSABLE_KINDS = frozenset({"failure_ratio", "slow_average", "duration_regression",
                             "missing_run"})
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Reusable:
     """A verdict and what it was computed from; it holds while all of that is unchanged.
 
@@ -97,7 +97,7 @@ class _Reusable:
     label: str
     runs: JobRuns
     version: int
-    context: tuple[object, ...]
+    context: object
     since: int
     until: int
     verdict: Verdict
@@ -109,7 +109,10 @@ def _reuse_or_evaluate(
 ) -> Verdict | None:
     key = (rule.name, job.jobid)
     at = micros(now)
-    context = _context(rule, job, snapshot)
+    context: object = (
+        _missing_run_context(job, snapshot) if rule.kind == "missing_run"
+        else snapshot.watchdog_cancels.get(job.jobid)
+    )
     entry = snapshot.history.verdicts.get(key)
     if not (entry is not None and entry.rule is rule and entry.runs is runs
             and entry.version == runs.version and entry.context == context
@@ -126,13 +129,14 @@ def _reuse_or_evaluate(
     return entry.verdict
 
 
-def _context(rule: Rule, job: Job, snapshot: Snapshot) -> tuple[object, ...]:
-    """Return what, besides the job's runs and the clock, the rule's verdict depends on."""
-    if rule.kind == "missing_run":
-        return (job.schedule, job.active, snapshot.last_start.get(job.jobid),
-                snapshot.first_seen.get(job.jobid), snapshot.cron_timezone,
-                snapshot.postmaster_start)
-    return (snapshot.watchdog_cancels.get(job.jobid),)
+def _missing_run_context(job: Job, snapshot: Snapshot) -> tuple[object, ...]:
+    """Return what, besides the job's runs and the clock, a missing_run verdict depends on.
+
+    The window kinds depend only on when the watchdog last canceled the job.
+    """
+    return (job.schedule, job.active, snapshot.last_start.get(job.jobid),
+            snapshot.first_seen.get(job.jobid), snapshot.cron_timezone,
+            snapshot.postmaster_start)
 
 
 def _holds_until(rule: Rule, runs: JobRuns, now: datetime) -> int:
