@@ -107,3 +107,8 @@ max_rows = 1000000
     assert [rule.kind for rule in rules.rules] == [
         "consecutive_failures", "scheduler_down", "run_history_size"]
     assert rules.lookback == timedelta(days=7)
+
+
+def test_baseline_shorter_than_two_hours_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="shorter than 2h"):
+        rule_of('kind = "duration_regression"\nbaseline = "90m"')

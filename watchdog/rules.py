@@ -725,6 +725,20 @@ def _positive_duration(raw: Any) -> timedelta:
     return value
 
 
+# The baseline is counted in whole hours before the window; a shorter span may hold none.
+MIN_BASELINE = timedelta(hours=2)
+
+
+def _baseline(raw: Any) -> timedelta:
+    value = _positive_duration(raw)
+    if value < MIN_BASELINE:
+        raise ValueError(
+            f"{raw!r} is shorter than 2h: the baseline is counted in whole hours before the"
+            " window, so a shorter one may hold no hour at all; set baseline to \"2h\" or"
+            " more")
+    return value
+
+
 def _duration_or_zero(raw: Any) -> timedelta:
     if raw == "0" or raw == 0:
         return timedelta(0)
@@ -875,7 +889,7 @@ _FIELD_PARSERS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "error_match": {"pattern": _regex, "window": _positive_duration, "min_count": _count},
     "duration_regression": {
         "window": _positive_duration,
-        "baseline": _positive_duration,
+        "baseline": _baseline,
         "factor": _factor,
         "min_runs": _count,
     },
