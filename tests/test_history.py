@@ -215,3 +215,19 @@ def test_runs_left_connecting_before_a_restart_are_not_reread() -> None:
     assert history.open_runids() == [1, 2, 3]
     # pg_cron rewrites run 2 after the restart; it never finishes run 1.
     assert history.open_runids(NOW - timedelta(minutes=30)) == [2, 3]
+
+
+def test_next_run_stays_known_after_the_trim_drops_it() -> None:
+    stuck = run(1, status="connecting", ago=timedelta(hours=3), duration=None)
+    history = RunHistory.from_runs([stuck, run(2, ago=timedelta(minutes=150)),
+                                    run(3, ago=timedelta(minutes=5))])
+    job = history.job(1)
+    assert job.next_start_after(1) == NOW - timedelta(minutes=150)
+
+    # The cut-off lies between the two runs, so run 2 goes and run 1 stays: a server
+    # restart 20 minutes ago marks run 1 abandoned inside the window.
+    history.trim(NOW - timedelta(minutes=140), NOW - timedelta(days=1),
+                 server_started=NOW - timedelta(minutes=20))
+
+    assert list(job.runids) == [3]
+    assert job.next_start_after(1) == NOW - timedelta(minutes=150)

@@ -103,8 +103,9 @@ class JobRuns:
         self._others_sorted: list[Run] | None = None
         # The others in placement order, with their placement times, for window lookups.
         self._by_start: tuple[list[datetime], list[Run]] | None = None
-        # runid -> (runid, placement) of the next held run, found by a scan of the columns.
-        # A run appended with a higher runid than all others cannot change a found answer.
+        # runid -> (runid, placement) of the next run, found by a scan of the columns. A
+        # run appended with a higher runid than all others cannot change a found answer,
+        # and neither can a trim.
         self._next_held: dict[int, tuple[int, datetime]] = {}
         self.newest: Run | None = None
         self.hour_base = 0
@@ -252,8 +253,9 @@ class JobRuns:
             self._drop_hours(first_hour - self.hour_base)
             self.touch()
         if cut or stale:
+            # A remembered next run stays right: a dropped run that was newer than a run
+            # in flight and older than its remembered next run would have been that run.
             self.touch()
-            self.forget_neighbours()
         return cut + len(stale)
 
     def _abandoned_before(self, run: Run, moment: int, server_started: int | None) -> bool:

@@ -291,7 +291,9 @@ def adjust_missing_runs(verdicts: list[Verdict], snapshot: Snapshot) -> list[Ver
     missing_run alerts it suppressed.
     """
     down = any(v.kind == "scheduler_down" and v.firing for v in verdicts)
-    starved = _saturation(snapshot)
+    missing = any(v.kind == "missing_run" and v.firing for v in verdicts)
+    # Counting the runs in flight walks every job, so it waits for a miss to explain.
+    starved = _saturation(snapshot) if missing and not down else None
     suppressed: list[str] = []
     adjusted: list[Verdict] = []
     for verdict in verdicts:
