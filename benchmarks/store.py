@@ -31,7 +31,11 @@ def _runs(count: int) -> list[Run]:
     first = NOW - timedelta(days=1)
     runs = []
     for runid in range(1, count + 1):
-        status = "running" if runid % 500 == 0 else "failed" if runid % 50 == 0 else "succeeded"
+        status = "succeeded"
+        if runid % 500 == 0:
+            status = "running"
+        elif runid % 50 == 0:
+            status = "failed"
         started = first + step * runid
         ended = None if status == "running" else started + timedelta(seconds=1)
         runs.append(Run(runid, runid % JOBS + 1, status, "SELECT 1", started, ended, first))

@@ -79,14 +79,14 @@ def _chosen_names(
 
 
 # Kinds whose verdict depends on the job's runs, the clock and a few facts of the
-# snapshot (see `_reuse_or_evaluate`), so that it can say how long it holds.
+# snapshot (see `_reuse_or_evaluate`), so each verdict comes with the moment it expires.
 REUSABLE_KINDS = frozenset({"failure_ratio", "slow_average", "duration_regression",
                             "missing_run"})
 
 
 @dataclass(slots=True)
 class _Reusable:
-    """A verdict and what it was computed from; it holds while all of that is unchanged.
+    """A verdict and what it was computed from; it stays valid while all of that is unchanged.
 
     Between `since` and `until` (microseconds since the epoch) no run enters
     or leaves the window, no baseline hour changes and no schedule slot falls
@@ -140,7 +140,7 @@ def _missing_run_context(job: Job, snapshot: Snapshot) -> tuple[object, ...]:
 
 
 def _holds_until(rule: Rule, runs: JobRuns, now: datetime) -> int:
-    """Return the moment, in microseconds, until which the rule's verdict on `runs` holds."""
+    """Return the moment, in microseconds, until which the rule's verdict on `runs` is valid."""
     until = runs.window_changes_at(now - rule.window, now, rule.window)
     if rule.kind == "duration_regression":
         window_us = rule.window // MICROSECOND
@@ -255,7 +255,7 @@ def missing_run(
 def _judge_missing_run(
     rule: Rule, job: Job, runs: JobRuns, snapshot: Snapshot, now: datetime
 ) -> tuple[Verdict | None, int]:
-    """Return missing_run's verdict and the moment (microseconds) until which it holds."""
+    """Return missing_run's verdict and the moment (microseconds) until which it is valid."""
     never = micros(now)
     if not job.active:
         return None, never

@@ -104,8 +104,8 @@ class JobRuns:
         # The others in placement order, with their placement times, for window lookups.
         self._by_start: tuple[list[datetime], list[Run]] | None = None
         # runid -> (runid, placement) of the next run, found by a scan of the columns. A
-        # run appended with a higher runid than all others cannot change a found answer,
-        # and neither can a trim.
+        # run appended with a higher runid than all others cannot change a next run found
+        # earlier, and neither can a trim.
         self._next_held: dict[int, tuple[int, datetime]] = {}
         self.newest: Run | None = None
         self.hour_base = 0

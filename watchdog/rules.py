@@ -183,7 +183,7 @@ class Rule:
 SATURATION_LOOKBACK = timedelta(hours=1)
 
 
-# Every cycle asks this for each rule and job, and the answers rarely change.
+# Every cycle calls this for each rule and job, and the results rarely change.
 @functools.lru_cache(maxsize=65536)
 def selects_name(jobs: tuple[str, ...], exclude: tuple[str, ...], name: str) -> bool:
     """Tell whether a job of this name (empty when unnamed) matches the include globs

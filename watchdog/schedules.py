@@ -71,7 +71,7 @@ class ScheduleError(ValueError):
     """A schedule string that pg_cron would reject or the watchdog cannot evaluate."""
 
 
-# One evaluation asks this for every job with the same schedule and deadline; most
+# One evaluation calls this for every job with the same schedule and deadline. Most
 # fleets share a handful of schedules, so a cache skips nearly every cronsim call.
 @functools.lru_cache(maxsize=4096)
 def _latest_due(expression: str, at_or_before: datetime, tz: ZoneInfo) -> datetime:

@@ -315,7 +315,7 @@ class PgSource:
 
 @dataclass(frozen=True)
 class OlderRuns:
-    """What the first poll reads of runs older than the columns' window, in one pass.
+    """The first poll's summary of runs older than the columns' window, read in one pass.
 
     `newest` is each job's newest run in the range, `last_starts` each job's
     latest start_time there, and `open_runs` the runs still in flight there.
