@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from watchdog import selfalerts
+from watchdog.counts import count
 from watchdog.errors import ConfigError, ReconnectPending, SourceError
 from watchdog.health import Health, Heartbeat, Metrics
 from watchdog.loop import CycleResult, Worker
@@ -99,8 +100,8 @@ class Service:
             self._fire(selfalerts.RULES_INVALID, exc.problems[0], now)
             return
         self.worker.rules = rules
-        log.info("rules reloaded from %s: %d rules, %d channels", self.rules_path,
-                 len(rules.rules), len(rules.channels))
+        log.info("rules reloaded from %s: %s, %s", self.rules_path,
+                 count(len(rules.rules), "rule"), count(len(rules.channels), "channel"))
         self._resolve(selfalerts.RULES_INVALID, now)
 
     def _poll_failed(self, exc: SourceError) -> None:
