@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 
 from watchdog.history import HOUR_US, MICROSECOND, JobRuns, micros
 from watchdog.kinds import JOB_EVALUATORS, SNAPSHOT_EVALUATORS, adjust_missing_runs
-from watchdog.kinds.common import EVIDENCE_RUNS, newest_message, statistic
-from watchdog.kinds.jobs import baseline_hours
+from watchdog.kinds.common import EVIDENCE_RUNS, job_verdict, newest_message, statistic
+from watchdog.kinds.jobs import baseline_hours, duration_regression
 from watchdog.models import Job, Run, Snapshot, Verdict
 from watchdog.rules import Rule, RuleSet, selects_name
 from watchdog.schedules import (
@@ -52,11 +52,11 @@ def evaluate(rules: RuleSet, snapshot: Snapshot, now: datetime) -> list[Verdict]
             verdicts.extend(whole(rule, snapshot, now))
             continue
         evaluator = EVALUATORS[rule.kind]
-        cached = rule.kind in REUSABLE_KINDS
+        reuse = REUSABLE.get(rule.kind)
         for job in _selected(rule, snapshot.jobs, names):
             runs = history.job(job.jobid)
-            if cached:
-                verdict = _reuse_or_evaluate(evaluator, rule, job, runs, snapshot, now, reusable)
+            if reuse is not None:
+                verdict = _reuse_or_evaluate(reuse, rule, job, runs, snapshot, now, reusable)
             else:
                 verdict = evaluator(rule, job, runs, snapshot, now)
             if verdict is not None:
@@ -78,12 +78,6 @@ def _chosen_names(
     return frozenset(name for name in names if selects_name(include, exclude, name))
 
 
-# Kinds whose verdict depends on the job's runs, the clock and a few facts of the
-# snapshot (see `_reuse_or_evaluate`), so each verdict comes with the moment it expires.
-REUSABLE_KINDS = frozenset({"failure_ratio", "slow_average", "duration_regression",
-                            "missing_run"})
-
-
 @dataclass(slots=True)
 class _Reusable:
     """A verdict and what it was computed from; it stays valid while all of that is unchanged.
@@ -103,25 +97,32 @@ class _Reusable:
     verdict: Verdict
 
 
+# A judge returns a verdict and the moment (microseconds) until which it is valid.
+Judge = Callable[[Rule, Job, JobRuns, Snapshot, datetime], tuple[Verdict | None, int]]
+# What, besides the job's runs and the clock, a verdict depends on.
+Context = Callable[[Job, Snapshot], object]
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """How a kind's verdicts are reused: the judge that dates them, and their context."""
+
+    judge: Judge
+    context: Context
+
+
 def _reuse_or_evaluate(
-    evaluator: Evaluator, rule: Rule, job: Job, runs: JobRuns, snapshot: Snapshot,
+    reuse: Reuse, rule: Rule, job: Job, runs: JobRuns, snapshot: Snapshot,
     now: datetime, reusable: dict[tuple[str, int], _Reusable],
 ) -> Verdict | None:
     key = (rule.name, job.jobid)
     at = micros(now)
-    context: object = (
-        _missing_run_context(job, snapshot) if rule.kind == "missing_run"
-        else snapshot.watchdog_cancels.get(job.jobid)
-    )
+    context = reuse.context(job, snapshot)
     entry = snapshot.history.verdicts.get(key)
     if not (entry is not None and entry.rule is rule and entry.runs is runs
             and entry.version == runs.version and entry.context == context
             and entry.label == job.label and entry.since <= at < entry.until):
-        if rule.kind == "missing_run":
-            verdict, until = _judge_missing_run(rule, job, runs, snapshot, now)
-        else:
-            verdict, until = evaluator(rule, job, runs, snapshot, now), _holds_until(
-                rule, runs, now)
+        verdict, until = reuse.judge(rule, job, runs, snapshot, now)
         if verdict is None:
             return None
         entry = _Reusable(rule, job.label, runs, runs.version, context, at, until, verdict)
@@ -129,33 +130,45 @@ def _reuse_or_evaluate(
     return entry.verdict
 
 
-def _missing_run_context(job: Job, snapshot: Snapshot) -> tuple[object, ...]:
-    """Return what, besides the job's runs and the clock, a missing_run verdict depends on.
+def _canceled_context(job: Job, snapshot: Snapshot) -> object:
+    """Return when the watchdog last canceled the job, the one fact window kinds read."""
+    return snapshot.watchdog_cancels.get(job.jobid)
 
-    The window kinds depend only on when the watchdog last canceled the job.
-    """
+
+def _missing_run_context(job: Job, snapshot: Snapshot) -> object:
+    """Return the job and snapshot facts a missing_run verdict depends on."""
     return (job.schedule, job.active, snapshot.last_start.get(job.jobid),
             snapshot.first_seen.get(job.jobid), snapshot.cron_timezone,
             snapshot.postmaster_start)
 
 
-def _holds_until(rule: Rule, runs: JobRuns, now: datetime) -> int:
-    """Return the moment, in microseconds, until which the rule's verdict on `runs` is valid."""
-    until = runs.window_changes_at(now - rule.window, now, rule.window)
-    if rule.kind == "duration_regression":
-        window_us = rule.window // MICROSECOND
-        first, end = baseline_hours(now - rule.window, rule.baseline)
-        until = min(
-            until,
-            (end + 1) * HOUR_US + window_us,
-            first * HOUR_US + rule.baseline // MICROSECOND + window_us + 1,
-        )
-    return until
+ValidUntil = Callable[[Rule, JobRuns, datetime], int]
 
 
-def _verdict(rule: Rule, job: Job, **kwargs: object) -> Verdict:
-    return Verdict(rule=rule.name, kind=rule.kind, jobid=job.jobid, job_label=job.label,
-                   **kwargs)  # type: ignore[arg-type]
+def _windowed(evaluator: Evaluator, valid_until: ValidUntil) -> Judge:
+    """Return a judge that pairs a kind's verdict with the moment `valid_until` gives."""
+    def judge(
+        rule: Rule, job: Job, runs: JobRuns, snapshot: Snapshot, now: datetime
+    ) -> tuple[Verdict | None, int]:
+        return evaluator(rule, job, runs, snapshot, now), valid_until(rule, runs, now)
+
+    return judge
+
+
+def _window_valid_until(rule: Rule, runs: JobRuns, now: datetime) -> int:
+    """Return when (microseconds) a run next enters or leaves the rule's window."""
+    return runs.window_changes_at(now - rule.window, now, rule.window)
+
+
+def _baseline_valid_until(rule: Rule, runs: JobRuns, now: datetime) -> int:
+    """Return when (microseconds) the window's runs or the baseline's whole hours change."""
+    window_us = rule.window // MICROSECOND
+    first, end = baseline_hours(now - rule.window, rule.baseline)
+    return min(
+        _window_valid_until(rule, runs, now),
+        (end + 1) * HOUR_US + window_us,
+        first * HOUR_US + rule.baseline // MICROSECOND + window_us + 1,
+    )
 
 
 def failure_ratio(
@@ -180,7 +193,7 @@ def failure_ratio(
     finished = hi - lo + len(finished_others)
     ratio = len(failed) / finished if finished else 0.0
     firing = finished >= rule.min_runs and ratio >= rule.threshold
-    return _verdict(
+    return job_verdict(
         rule,
         job,
         firing=firing,
@@ -220,7 +233,7 @@ def slow_average(
     too_fast = enough and floor > 0 and observed < floor
     firing = too_slow or too_fast
     ranked = runs.ranked(lo, hi, EVIDENCE_RUNS, slowest=not too_fast) if firing else []
-    return _verdict(
+    return job_verdict(
         rule,
         job,
         firing=firing,
@@ -305,7 +318,7 @@ def _judge_missing_run(
             if firing and since is not None:
                 missed = schedule.count_slots(since, deadline, zone)
 
-    verdict = _verdict(
+    verdict = job_verdict(
         rule,
         job,
         firing=firing,
@@ -368,4 +381,14 @@ EVALUATORS: dict[str, Evaluator] = {
     "missing_run": missing_run,
     "slow_average": slow_average,
     **JOB_EVALUATORS,
+}
+
+# Kinds whose verdict depends only on the job's runs, the clock and a few facts of
+# the snapshot, so each verdict comes with the moment it expires and is reused until then.
+REUSABLE: dict[str, Reuse] = {
+    "failure_ratio": Reuse(_windowed(failure_ratio, _window_valid_until), _canceled_context),
+    "slow_average": Reuse(_windowed(slow_average, _window_valid_until), _canceled_context),
+    "duration_regression": Reuse(
+        _windowed(duration_regression, _baseline_valid_until), _canceled_context),
+    "missing_run": Reuse(_judge_missing_run, _missing_run_context),
 }

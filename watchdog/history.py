@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from watchdog.models import Run
+from watchdog.models import Run, format_time, parse_time
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
@@ -235,9 +235,11 @@ class JobRuns:
             self.base_total = self.totals[cut - 1]
             for column in (self.starts, self.runids, self.durations, self.totals):
                 del column[:cut]
+        # Compared as datetimes, so the trim does not flood the cache of `micros`.
+        cut_moment = from_micros(columns_before)
         stale = [
             runid for runid, run in self.others.items()
-            if micros(run.started) < columns_before and (
+            if run.started < cut_moment and (
                 run.finished or self._abandoned_before(run, columns_before, server_started))
         ]
         for runid in stale:
@@ -258,12 +260,25 @@ class JobRuns:
             self.touch()
         return cut + len(stale)
 
+    def forget(self, runid: int) -> bool:
+        """Drop a purged run kept as an object; return whether this job kept it."""
+        if self.others.pop(runid, None) is None:
+            return False
+        self.reset_order()
+        self.touch()
+        # The purged run may be some run's remembered next run.
+        self._next_held.clear()
+        if self.newest is not None and self.newest.runid == runid:
+            self.newest = self.newest_held(self.newest.jobid)
+        return True
+
     def _abandoned_before(self, run: Run, moment: int, server_started: int | None) -> bool:
+        """Tell whether a run in flight was abandoned at or before `moment` (microseconds)."""
         if not run.in_flight:
             return False
-        restarted_later = (server_started is not None and run.start_time is not None
-                           and micros(run.start_time) < server_started)
-        if restarted_later and server_started is not None and server_started > moment:
+        if (server_started is not None and server_started > moment
+                and run.start_time is not None and micros(run.start_time) < server_started):
+            # The restart abandoned it after `moment`, inside a window.
             return False
         newer = self.next_start_after(run.runid)
         return newer is not None and micros(newer) <= moment
@@ -285,10 +300,6 @@ class JobRuns:
         """Note a change: the job must be saved again and its cached verdicts recomputed."""
         self.dirty = True
         self.version += 1
-
-    def forget_neighbours(self) -> None:
-        """Drop remembered next runs, after runs left the job."""
-        self._next_held.clear()
 
     def reset_order(self) -> None:
         self._others_sorted = None
@@ -401,7 +412,7 @@ class JobRuns:
         return best[1] if best is not None else None
 
     def newest_held(self, jobid: int) -> Run | None:
-        """Return the held run with the highest runid, or None when the job holds none.
+        """Return the kept run with the highest runid, or None when the job keeps none.
 
         A succeeded run from the columns is rebuilt without its return_message,
         which the columns do not keep.
@@ -433,7 +444,6 @@ class JobRuns:
         """Yield (runid, start, end) in microseconds of every succeeded run in the columns."""
         for runid, start, duration in zip(self.runids, self.starts, self.durations, strict=True):
             yield runid, start, start + duration
-
 
     # --- Saving and loading
 
@@ -502,8 +512,8 @@ class RunHistory:
         # runid -> jobid of the runs whose status was not final when last read.
         self._open: dict[int, int] = {}
         self.changed = False
-        # Verdicts of the window kinds from earlier cycles, reused while nothing they
-        # depend on changed; see evaluate.cached_verdict.
+        # Verdicts from earlier cycles, reused while nothing they depend on changed.
+        # evaluate._reuse_or_evaluate reads and replaces them.
         self.verdicts: dict[tuple[str, int], Any] = {}
 
     @classmethod
@@ -563,17 +573,12 @@ class RunHistory:
     def forget(self, runids: Iterable[int]) -> None:
         """Drop runs that vanished from the database (purged) from the runs kept as objects.
 
-        A job whose newest run is dropped gets the newest run it still holds instead.
+        A job whose newest run is dropped gets the newest run it still keeps instead.
         """
         for runid in runids:
             self._open.pop(runid, None)
             for job in self.jobs.values():
-                if job.others.pop(runid, None) is not None:
-                    job.reset_order()
-                    job.touch()
-                    job.forget_neighbours()
-                    if job.newest is not None and job.newest.runid == runid:
-                        job.newest = job.newest_held(job.newest.jobid)
+                if job.forget(runid):
                     self.changed = True
                     break
 
@@ -639,22 +644,14 @@ class RunHistory:
 
 
 def _run_to_list(run: Run) -> list[Any]:
-    return [run.runid, run.jobid, run.status, run.return_message, _iso(run.start_time),
-            _iso(run.end_time), run.seen_at.isoformat()]
+    return [run.runid, run.jobid, run.status, run.return_message, format_time(run.start_time),
+            format_time(run.end_time), run.seen_at.isoformat()]
 
 
 def _run_from_list(values: list[Any]) -> Run:
     runid, jobid, status, message, start, end, seen = values
     return Run(runid=runid, jobid=jobid, status=status, return_message=message,
-               start_time=_parse(start), end_time=_parse(end),
+               start_time=parse_time(start), end_time=parse_time(end),
                seen_at=datetime.fromisoformat(seen))
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
-
-
-def _parse(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text is not None else None
 
 

@@ -49,6 +49,16 @@ class Severity(StrEnum):
         return ("info", "warning", "critical").index(self.value)
 
 
+def format_time(value: datetime | None) -> str | None:
+    """Return a datetime as ISO 8601 text for the state file, or None."""
+    return value.isoformat() if value is not None else None
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """Return the datetime that `format_time` wrote, or None."""
+    return datetime.fromisoformat(text) if text is not None else None
+
+
 @dataclass(frozen=True)
 class Job:
     """A `cron.job` row."""

@@ -61,15 +61,17 @@ def take_snapshot(
 ) -> Snapshot:
     """Read what changed since the last poll, update the run history, and return a snapshot.
 
-    Steps: read the server context and jobs; on the first poll (or after the
-    cursor went backwards) find where the windows start by runid and read the
-    older part as hourly sums; read runs above the cursor; re-read the runs
-    held as in flight; trim runs that left every window; read the
-    scheduler-wide facts that `reads` requests. All reads happen in one
-    read-only transaction. `lookback` is the longest window of runs kept one
-    by one, `baseline_lookback` the longest span of hourly sums. `own_changes`
-    lists the (jobid, field) changes the watchdog's remediation made, which
-    job_drift ignores.
+    First it reads the server context and jobs. On the first poll, or after the
+    cursor went backwards, it finds where the windows start by runid and reads
+    the older part as hourly sums. Then it reads runs above the cursor,
+    re-reads the runs kept as in flight, trims runs that left every window and
+    reads the scheduler-wide facts that `reads` requests. All reads happen in
+    one read-only transaction.
+
+    `lookback` is the longest window of runs kept one by one, and
+    `baseline_lookback` the longest span of hourly sums. `own_changes` lists the
+    (jobid, field) changes the watchdog's remediation made, which job_drift
+    ignores.
     """
     target = source.target
     reads = reads or ClusterReads()
@@ -101,15 +103,15 @@ def take_snapshot(
                 lookback, sums_span, target, history.runs_span, history.sums_span,
             )
             history = store.reset_history(target)
-        older_starts: dict[int, datetime] = {}
+        # Each job's latest start_time among the runs this poll reads.
+        starts: dict[int, datetime] = {}
         if history.cursor is None:
-            history.cursor, older_starts = _read_older(
+            history.cursor, starts = _read_older(
                 cur, history, bounds, runs_from, sums_from, now)
         open_runids = history.open_runids(context.postmaster_start)
         # Each batch goes into the history as it arrives, so a first poll of a long
-        # window never holds more than one batch of rows as objects.
+        # window never keeps more than one batch of rows as objects.
         new_count = 0
-        starts: dict[int, datetime] = {}
         for batch in source.read_new_runs(cur, history.cursor, now):
             history.upsert(batch)
             history.cursor = batch[-1].runid
@@ -132,7 +134,6 @@ def take_snapshot(
     with store.transaction():
         store.note_jobs(target, jobs, now)
         store.note_job_definitions(target, jobs.values(), now)
-        store.note_last_starts(target, older_starts)
         store.note_last_starts(target, starts)
     store.save_history(target, now)
 
@@ -171,10 +172,10 @@ def _read_older(
 ) -> tuple[int, dict[int, datetime]]:
     """Fill an empty history with what lies before the window of runs kept one by one.
 
-    Two binary searches over the primary key find the first runid of each span;
-    runs between them are read as hourly sums, each job's newest run and the
-    runs still in flight. Return the cursor from which runs are read one by one,
-    and the start of each job's newest run before it.
+    Two binary searches over the primary key find the first runid of each span.
+    The runs between them are read as hourly sums, each job's newest run and
+    the runs still in flight. Return the cursor from which runs are read one by
+    one, and each job's latest start before it.
     """
     if bounds is None:
         return 0, {}

@@ -376,7 +376,7 @@ def read_older_runs(
     )
     newest: dict[int, int] = {}
     last_starts: dict[int, datetime] = {}
-    wanted: set[int] = set()
+    to_fetch: set[int] = set()
     for row in rows:
         jobid = int(row["jobid"])
         if row["hour"] is not None and row["runs"]:
@@ -386,15 +386,15 @@ def read_older_runs(
         started = row["last_start"]
         if started is not None:
             last_starts[jobid] = max(started, last_starts.get(jobid, started))
-        wanted.update(row["open"] or ())
+        to_fetch.update(row["open"] or ())
     for name, value in saved:
         cur.execute("SELECT set_config(%s, %s, true)", (name, value))
-    wanted.update(newest.values())
+    to_fetch.update(newest.values())
     runs: list[Run] = []
-    if wanted:
+    if to_fetch:
         cur.execute(
             f"SELECT {_RUN_COLUMNS} FROM cron.job_run_details WHERE runid = ANY(%s)",
-            (sorted(wanted),),
+            (sorted(to_fetch),),
         )
         runs = [_run(row, seen_at) for row in cur.fetchall()]
     newest_ids = set(newest.values())

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from watchdog.errors import ConfigError
 from watchdog.history import RunHistory
-from watchdog.models import Job
+from watchdog.models import Job, format_time, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +120,6 @@ _MIGRATIONS: list[str] = [
 # A changed run history is saved at most this often while polling, and always on close.
 # After a crash, the next start reads again the runs added since the last save.
 HISTORY_SAVE_INTERVAL = timedelta(seconds=60)
-
-
-def _time(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value is not None else None
 
 
 @dataclass(frozen=True)
@@ -452,9 +444,9 @@ class StateStore:
             (row["rule"], row["jobid"]): AlertRecord(
                 rule=row["rule"], jobid=row["jobid"], state=row["state"],
                 since=datetime.fromisoformat(row["since"]), value=row["value"],
-                verdict=json.loads(row["verdict"]), fired_at=_parse_time(row["fired_at"]),
-                cleared_at=_parse_time(row["cleared_at"]),
-                last_sent=_parse_time(row["last_sent"]), announced=bool(row["announced"]),
+                verdict=json.loads(row["verdict"]), fired_at=parse_time(row["fired_at"]),
+                cleared_at=parse_time(row["cleared_at"]),
+                last_sent=parse_time(row["last_sent"]), announced=bool(row["announced"]),
             )
             for row in rows
         }
@@ -469,8 +461,8 @@ class StateStore:
             " cleared_at=excluded.cleared_at, last_sent=excluded.last_sent,"
             " announced=excluded.announced",
             (target, record.rule, record.jobid, record.state, record.since.isoformat(),
-             record.value, json.dumps(record.verdict), _time(record.fired_at),
-             _time(record.cleared_at), _time(record.last_sent), int(record.announced)),
+             record.value, json.dumps(record.verdict), format_time(record.fired_at),
+             format_time(record.cleared_at), format_time(record.last_sent), int(record.announced)),
         )
 
     def delete_alert(self, target: str, rule: str, jobid: int) -> None:
