@@ -8,6 +8,37 @@ from watchdog.models import Job, Run, Snapshot
 
 NOW = datetime(2025, 5, 5, 12, 0, tzinfo=UTC)
 
+# A failure_ratio rule that sends to one channel; format it with hook=<URL>.
+FAILING_JOB_RULES = """
+[channels.hook]
+urls = ["{hook}"]
+
+[[rules]]
+name = "job failing"
+kind = "failure_ratio"
+notify = ["hook"]
+window = "1h"
+threshold = 0.5
+min_runs = 1
+"""
+
+# The same rule, sending through `[defaults] notify`, which also carries the
+# watchdog's own alerts.
+FAILING_JOB_DEFAULT_RULES = """
+[channels.hook]
+urls = ["{hook}"]
+
+[defaults]
+notify = ["hook"]
+
+[[rules]]
+name = "job failing"
+kind = "failure_ratio"
+window = "1h"
+threshold = 0.5
+min_runs = 1
+"""
+
 
 def job(jobid: int = 1, name: str | None = "sync-orders", schedule: str = "* * * * *",
         active: bool = True) -> Job:

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 from dbhelpers import add_run, db_now, schedule_job
+from factories import FAILING_JOB_RULES
 from pgcluster import PgCronCluster, free_tcp_port
 from receivers import HttpReceiver
 
@@ -121,17 +122,6 @@ def test_actions_rejects_limit_below_one(limit: str, tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-_FAILING_JOB_RULES = """
-[channels.hook]
-urls = ["{hook}"]
-
-[[rules]]
-name = "job failing"
-kind = "failure_ratio"
-notify = ["hook"]
-threshold = 0.5
-min_runs = 1
-"""
 
 
 def _one_cycle(cluster: PgCronCluster, rules: RuleSet, state: Path) -> CycleResult:
@@ -162,7 +152,7 @@ _HAND_MADE_ROWS = {
 def test_hand_made_row_keeps_cycle_working(
     case: str, pg: Conn, pg_cluster: PgCronCluster, http_receiver: HttpReceiver, tmp_path: Path
 ) -> None:
-    rules = parse_rules(_FAILING_JOB_RULES.format(hook=http_receiver.json_url("/alerts")),
+    rules = parse_rules(FAILING_JOB_RULES.format(hook=http_receiver.json_url("/alerts")),
                         "rules.toml", {})
     other = schedule_job(pg, "other-job")
     pg.execute(_HAND_MADE_ROWS[case], {"jobid": other})
@@ -181,7 +171,7 @@ def test_hand_made_row_keeps_cycle_working(
 def test_job_renamed_out_of_rule_closes_quietly(
     pg: Conn, pg_cluster: PgCronCluster, http_receiver: HttpReceiver, tmp_path: Path
 ) -> None:
-    rules = parse_rules(_FAILING_JOB_RULES.format(hook=http_receiver.json_url("/alerts"))
+    rules = parse_rules(FAILING_JOB_RULES.format(hook=http_receiver.json_url("/alerts"))
                         + 'jobs = ["sync-*"]\n', "rules.toml", {})
     state = tmp_path / "state.sqlite3"
     jobid = schedule_job(pg, "sync-orders")
@@ -274,7 +264,7 @@ def test_channel_listed_twice_sends_once(
     pg: Conn, pg_cluster: PgCronCluster, http_receiver: HttpReceiver, tmp_path: Path
 ) -> None:
     url = http_receiver.json_url("/alerts")
-    text = _FAILING_JOB_RULES.format(hook=url)
+    text = FAILING_JOB_RULES.format(hook=url)
     text = text.replace('notify = ["hook"]', 'notify = ["hook", "hook"]')
     text = text.replace(f'urls = ["{url}"]', f'urls = ["{url}", "{url}"]')
     rules = parse_rules(text, "rules.toml", {})

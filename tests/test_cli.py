@@ -15,23 +15,12 @@ from typing import Any
 import psycopg
 import pytest
 from dbhelpers import add_run, db_now, schedule_job
+from factories import FAILING_JOB_RULES
 from pgcluster import PgCronCluster, free_tcp_port
 from receivers import HttpReceiver
 
 Conn = psycopg.Connection[Any]
 
-RULES = """
-[channels.hook]
-urls = ["{hook}"]
-
-[[rules]]
-name = "job failing"
-kind = "failure_ratio"
-notify = ["hook"]
-window = "1h"
-threshold = 0.5
-min_runs = 1
-"""
 
 
 def cli(*args: str, env: dict[str, str] | None = None,
@@ -45,7 +34,7 @@ def cli(*args: str, env: dict[str, str] | None = None,
 @pytest.fixture
 def rules_file(tmp_path: Path, http_receiver: HttpReceiver) -> Path:
     path = tmp_path / "rules.toml"
-    path.write_text(RULES.format(hook=http_receiver.json_url("/alerts")))
+    path.write_text(FAILING_JOB_RULES.format(hook=http_receiver.json_url("/alerts")))
     return path
 
 

@@ -13,23 +13,12 @@ from typing import Any
 import psycopg
 import pytest
 from dbhelpers import add_run, db_now, schedule_job
+from factories import FAILING_JOB_RULES
 from pgcluster import PgCronCluster
 from receivers import HttpReceiver
 
 Conn = psycopg.Connection[Any]
 
-RULES = """
-[channels.hook]
-urls = ["{hook}"]
-
-[[rules]]
-name = "job failing"
-kind = "failure_ratio"
-notify = ["hook"]
-window = "1h"
-threshold = 0.5
-min_runs = 1
-"""
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -42,7 +31,7 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def env(tmp_path: Path, http_receiver: HttpReceiver, pg_cluster: PgCronCluster) -> dict[str, str]:
     rules = tmp_path / "rules.toml"
-    rules.write_text(RULES.format(hook=http_receiver.json_url("/alerts")))
+    rules.write_text(FAILING_JOB_RULES.format(hook=http_receiver.json_url("/alerts")))
     return {
         "WATCHDOG_DATABASE_URL": pg_cluster.dsn,
         "WATCHDOG_RULES_FILE": str(rules),

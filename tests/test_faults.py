@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 from dbhelpers import add_run, db_now, schedule_job
+from factories import FAILING_JOB_DEFAULT_RULES
 from pgcluster import PgCronCluster, free_tcp_port
 from receivers import HttpReceiver
 
@@ -26,20 +27,6 @@ from watchdog.state import StateStore
 
 Conn = psycopg.Connection[Any]
 
-RULES = """
-[channels.hook]
-urls = ["{hook}"]
-
-[defaults]
-notify = ["hook"]
-
-[[rules]]
-name = "job failing"
-kind = "failure_ratio"
-window = "1h"
-threshold = 0.5
-min_runs = 1
-"""
 
 
 class RunProcess:
@@ -88,7 +75,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 @pytest.fixture
 def env(tmp_path: Path, http_receiver: HttpReceiver, pg_cluster: PgCronCluster) -> dict[str, str]:
     rules = tmp_path / "rules.toml"
-    rules.write_text(RULES.format(hook=http_receiver.json_url("/alerts")))
+    rules.write_text(FAILING_JOB_DEFAULT_RULES.format(hook=http_receiver.json_url("/alerts")))
     return {
         "WATCHDOG_DATABASE_URL": pg_cluster.dsn,
         "WATCHDOG_RULES_FILE": str(rules),

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 from dbhelpers import add_run, db_now, schedule_job
+from factories import FAILING_JOB_DEFAULT_RULES
 from pgcluster import PgCronCluster, free_tcp_port
 from prometheus_client import generate_latest
 from receivers import HttpReceiver
@@ -32,20 +33,6 @@ from watchdog.state import StateStore
 
 Conn = psycopg.Connection[Any]
 
-RULES = """
-[channels.hook]
-urls = ["{hook}"]
-
-[defaults]
-notify = ["hook"]
-
-[[rules]]
-name = "job failing"
-kind = "failure_ratio"
-window = "1h"
-threshold = 0.5
-min_runs = 1
-"""
 
 
 def make_service(dsn: str, rules_path: Path, state_path: Path, *, outage_after: int = 3,
@@ -63,7 +50,7 @@ def close(service: Service) -> None:
 @pytest.fixture
 def rules_path(tmp_path: Path, http_receiver: HttpReceiver) -> Path:
     path = tmp_path / "rules.toml"
-    path.write_text(RULES.format(hook=http_receiver.json_url("/alerts")))
+    path.write_text(FAILING_JOB_DEFAULT_RULES.format(hook=http_receiver.json_url("/alerts")))
     return path
 
 
@@ -382,7 +369,7 @@ def test_metrics_count_pending_alerts_and_remediation(
     pg: Conn, pg_cluster: PgCronCluster, http_receiver: HttpReceiver, tmp_path: Path,
 ) -> None:
     rules = tmp_path / "rules.toml"
-    rules.write_text(RULES.format(hook=http_receiver.json_url("/alerts")) + """
+    rules.write_text(FAILING_JOB_DEFAULT_RULES.format(hook=http_receiver.json_url("/alerts")) + """
 remediate = { action = "pause" }
 
 [[rules]]
