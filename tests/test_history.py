@@ -38,7 +38,7 @@ def test_succeeded_runs_become_columns_and_others_stay_objects() -> None:
     assert len(history) == 3
 
 
-def test_out_of_order_start_keeps_columns_sorted_and_totals_right() -> None:
+def test_out_of_order_start_stays_sorted() -> None:
     history = RunHistory.from_runs([
         run(1, ago=timedelta(minutes=10), duration=1.0),
         run(2, ago=timedelta(minutes=5), duration=3.0),
@@ -102,7 +102,7 @@ def test_trim_keeps_run_abandoned_by_a_recent_restart() -> None:
     assert list(history.job(1).others) == [1]
 
 
-def test_reread_run_keeps_first_seen_at_and_moves_to_columns() -> None:
+def test_reread_run_moves_to_columns() -> None:
     started = run(1, status="running", duration=None)
     history = RunHistory.from_runs([started])
     history.upsert([replace(run(1, status="succeeded"), seen_at=NOW)])
@@ -181,7 +181,7 @@ finished_runs = st.lists(
 
 
 @given(finished_runs, st.integers(0, 3 * 24 * 60), st.integers(1, 3 * 24 * 60))
-def test_round_trip_and_window_sums_match_a_plain_sum(
+def test_saved_window_sums_match_plain_sums(
     specs: list[tuple[int, int, str]], end_minutes: int, length: int
 ) -> None:
     runs = [
@@ -205,7 +205,7 @@ def test_round_trip_and_window_sums_match_a_plain_sum(
             for item in expected)
 
 
-def test_runs_left_connecting_before_a_restart_are_not_reread() -> None:
+def test_restart_leftovers_are_not_reread() -> None:
     history = RunHistory.from_runs([
         run(1, status="connecting", ago=timedelta(hours=2), duration=None),
         run(2, status="running", ago=timedelta(hours=2), duration=None),
@@ -217,7 +217,7 @@ def test_runs_left_connecting_before_a_restart_are_not_reread() -> None:
     assert history.open_runids(NOW - timedelta(minutes=30)) == [2, 3]
 
 
-def test_next_run_stays_known_after_the_trim_drops_it() -> None:
+def test_next_run_survives_its_trim() -> None:
     stuck = run(1, status="connecting", ago=timedelta(hours=3), duration=None)
     history = RunHistory.from_runs([stuck, run(2, ago=timedelta(minutes=150)),
                                     run(3, ago=timedelta(minutes=5))])

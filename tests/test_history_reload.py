@@ -17,7 +17,7 @@ from pgcluster import PgCronCluster
 
 from watchdog.evaluate import evaluate
 from watchdog.history import RunHistory
-from watchdog.models import Run, Snapshot
+from watchdog.models import Run, Snapshot, Verdict
 from watchdog.rules import RuleSet, parse_rules
 from watchdog.snapshot import take_snapshot
 from watchdog.source import PgSource
@@ -75,6 +75,22 @@ def full_snapshot(conn: Conn, polled: Snapshot) -> Snapshot:
     )
 
 
+def reload_longer(
+    pg: Conn, pg_cluster: PgCronCluster, tmp_path: Path, short_text: str, long_text: str
+) -> tuple[Verdict, list[Verdict]]:
+    """Poll with the short rules, then the long ones; return the full and polled verdicts."""
+    store = StateStore(tmp_path / "state.sqlite3")
+    short: RuleSet = parse_rules(short_text, "rules.toml", {})
+    long: RuleSet = parse_rules(long_text, "rules.toml", {})
+    try:
+        poll(pg_cluster, store, short)
+        polled = poll(pg_cluster, store, long)
+    finally:
+        store.close()
+    [expected] = evaluate(long, full_snapshot(pg, polled), polled.taken_at)
+    return expected, evaluate(long, polled, polled.taken_at)
+
+
 def test_longer_window_after_reload_counts_old_failures(
     pg: Conn, pg_cluster: PgCronCluster, tmp_path: Path
 ) -> None:
@@ -84,20 +100,11 @@ def test_longer_window_after_reload_counts_old_failures(
         add_run(pg, jobid, "failed", now - timedelta(minutes=minutes), message="ERROR:  boom")
     for minutes in range(5, 55, 5):
         add_run(pg, jobid, "succeeded", now - timedelta(minutes=minutes))
-    store = StateStore(tmp_path / "state.sqlite3")
-    short: RuleSet = parse_rules(SHORT, "rules.toml", {})
-    long: RuleSet = parse_rules(LONG, "rules.toml", {})
+    expected, verdicts = reload_longer(pg, pg_cluster, tmp_path, SHORT, LONG)
 
-    try:
-        poll(pg_cluster, store, short)
-        polled = poll(pg_cluster, store, long)
-    finally:
-        store.close()
-
-    [expected] = evaluate(long, full_snapshot(pg, polled), polled.taken_at)
     assert expected.facts["failed"] == 5
     assert expected.firing
-    assert evaluate(long, polled, polled.taken_at) == [expected]
+    assert verdicts == [expected]
 
 
 def test_longer_baseline_after_reload_counts_old_hours(
@@ -111,16 +118,7 @@ def test_longer_baseline_after_reload_counts_old_hours(
     for hours in range(3, 9):
         add_run(pg, jobid, "succeeded", now - timedelta(hours=hours), seconds=2.0)
     add_run(pg, jobid, "succeeded", now - timedelta(minutes=10), seconds=2.0)
-    store = StateStore(tmp_path / "state.sqlite3")
-    short: RuleSet = parse_rules(SHORT_BASELINE, "rules.toml", {})
-    long: RuleSet = parse_rules(LONG_BASELINE, "rules.toml", {})
+    expected, verdicts = reload_longer(pg, pg_cluster, tmp_path, SHORT_BASELINE, LONG_BASELINE)
 
-    try:
-        poll(pg_cluster, store, short)
-        polled = poll(pg_cluster, store, long)
-    finally:
-        store.close()
-
-    [expected] = evaluate(long, full_snapshot(pg, polled), polled.taken_at)
     assert expected.facts["baseline_runs"] == 12
-    assert evaluate(long, polled, polled.taken_at) == [expected]
+    assert verdicts == [expected]

@@ -4,7 +4,7 @@ Runs go into the real pg_cron cluster in runid order, as pg_cron writes them,
 some still in flight and finished in a later slice. After each slice the
 watchdog polls (take_snapshot, reading by cursor and re-reading in-flight
 runs), and its verdicts must equal those of evaluate() over a snapshot
-built from every row in the table. The poll holds only the longest window's
+built from every row in the table. The poll keeps only the longest window's
 runs one by one, older ones as hourly sums, and drops what no rule reaches.
 """
 
@@ -89,8 +89,8 @@ kind = "infrastructure_failures"
 window = "1h"
 """
 
-# Runs older than the longest window (2 h) are read at the first poll as hourly sums
-# up to the baseline's start (25 h back); older ones are not read at all.
+# The first poll reads runs older than the longest window (2 h) as hourly sums, back to
+# the baseline's start (25 h). It does not read older runs at all.
 run_specs = st.lists(
     st.tuples(
         st.integers(0, 2),  # which job
@@ -107,7 +107,7 @@ slice_sizes = st.lists(st.integers(1, 15), min_size=1, max_size=6)
 def first_read_runid(conn: Conn, now: datetime, rules: RuleSet) -> int:
     """Return the lowest runid the first poll read, by the same two binary searches.
 
-    Rows below it lie before every window and baseline; neither side knows them.
+    Rows below it lie before every window and baseline, so neither side reads them.
     """
     runs_from = now - rules.lookback - TRIM_MARGIN
     sums_from = now - max(rules.baseline_lookback, MIN_LOOKBACK)
@@ -180,7 +180,7 @@ def test_sliced_polls_match_full_evaluation(
     source = PgSource(pg_cluster.dsn)
     now = db_now(pg)
     # pg_cron fills start_time within seconds, so a run without one is recent. An old
-    # one is a crash leftover: the first poll holds it while it is in flight, but places
+    # one is a crash leftover. The first poll keeps it while it is in flight, but places
     # it after the summarized runs around it, whose runids it does not keep.
     specs = [(job, min(minutes, 100.0) if status == "starting" else minutes, status, *rest)
              for job, minutes, status, *rest in specs]

@@ -105,7 +105,7 @@ Context = Callable[[Job, Snapshot], object]
 
 @dataclass(frozen=True)
 class Reuse:
-    """How a kind's verdicts are reused: the judge that dates them, and their context."""
+    """The reuse rule of one kind: the judge that dates its verdicts, and their context."""
 
     judge: Judge
     context: Context
